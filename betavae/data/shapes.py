@@ -1,0 +1,156 @@
+"""dSprites-style shapes, rendered procedurally from a seed: no download, no file.
+
+Each image shows one white shape (square, ellipse or heart) on black. Its five ground-truth factors
+are drawn from the dSprites grid (Matthey et al. 2017):
+
+=============  ========================================  =========================================
+factor         values                                    meaning
+=============  ========================================  =========================================
+shape          0 square, 1 ellipse, 2 heart
+scale          6 values in [0.5, 1]                      half-size = 0.18 · scale · image width
+orientation    40 values in [0, 2π)                      radians, counter-clockwise as displayed
+pos_x          32 values in [0, 1]                       0 = left, 1 = right (centre position)
+pos_y          32 values in [0, 1]                       0 = top, 1 = bottom (centre position)
+=============  ========================================  =========================================
+
+Centres are kept far enough from the border that no shape is cut at any scale or orientation.
+As in dSprites, orientation is ambiguous for symmetric shapes (a square repeats every π/2, an
+ellipse every π). Pixels hold the shape's coverage, estimated with ``supersample``² samples per
+pixel, so edges are anti-aliased and images change smoothly with every factor.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from betavae.data.base import ImageDataModule
+
+SHAPES = ("square", "ellipse", "heart")
+FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
+FACTOR_VALUES: dict[str, torch.Tensor] = {
+    "shape": torch.arange(3, dtype=torch.float64),
+    "scale": torch.linspace(0.5, 1.0, 6, dtype=torch.float64),
+    "orientation": torch.arange(40, dtype=torch.float64) * (2 * math.pi / 40),
+    "pos_x": torch.linspace(0.0, 1.0, 32, dtype=torch.float64),
+    "pos_y": torch.linspace(0.0, 1.0, 32, dtype=torch.float64),
+}
+HALF_SIZE = 0.18  # half-size of a scale-1 shape, as a fraction of the image width
+MARGIN = HALF_SIZE * math.sqrt(2) + 0.04  # the farthest any shape reaches from its centre, plus a gap
+HEART_FIT = 1.25  # the heart curve spans about [-1.14, 1.14] x [-1.0, 1.25]; this fits it in [-1, 1]
+
+
+def sample_factors(num_images: int, seed: int) -> torch.Tensor:
+    """``num_images`` factor rows (shape, scale, orientation, pos_x, pos_y) drawn uniformly from the grid."""
+    generator = torch.Generator().manual_seed(seed)
+    columns = []
+    for name in FACTOR_NAMES:
+        values = FACTOR_VALUES[name]
+        columns.append(values[torch.randint(len(values), (num_images,), generator=generator)])
+    return torch.stack(columns, dim=1).float()  # (N, 5)
+
+
+def _inside(shape: int, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Whether the shape-local point (p, q) (units of the half-size, q pointing down) is inside."""
+    if shape == 0:  # square
+        return torch.maximum(p.abs(), q.abs()) <= 1
+    if shape == 1:  # ellipse, semi-axes 1 and 0.5
+        return p.pow(2) + (q / 0.5).pow(2) <= 1
+    a, b = HEART_FIT * p, -HEART_FIT * q + 0.125  # heart curve, y up, centred vertically
+    return (a.pow(2) + b.pow(2) - 1).pow(3) - a.pow(2) * b.pow(3) <= 0
+
+
+def render_shapes(factors: torch.Tensor, image_size: int = 64, supersample: int = 4) -> torch.Tensor:
+    """Render factor rows (N, 5) into uint8 images (N, 1, image_size, image_size), deterministically."""
+    if supersample < 1:
+        raise ValueError(f"supersample must be >= 1, got {supersample}")
+    factors = factors.float()
+    n, size = len(factors), image_size
+    # every shape lies within MARGIN of its centre: render only a window of that size around it
+    window = min(size, math.ceil(2 * MARGIN * size) + 2)
+    centres = MARGIN + factors[:, 3:5] * (1 - 2 * MARGIN)  # (N, 2) x, y in [0, 1], y down
+    origins = (centres * size).floor().long().sub(window // 2).clamp(0, size - window)  # (N, 2) pixels
+    offsets = (torch.arange(window * supersample, dtype=torch.float32) + 0.5) / supersample  # in pixels
+    images = torch.zeros(n, 1, size, size, dtype=torch.uint8)
+    for kind in range(len(SHAPES)):
+        for rows in (factors[:, 0] == kind).nonzero().flatten().split(64):
+            _, scale, theta, _, _ = (factors[rows, i].view(-1, 1, 1) for i in range(5))
+            xs = (origins[rows, 0].view(-1, 1, 1) + offsets.view(1, 1, -1)) / size  # (n, 1, w)
+            ys = (origins[rows, 1].view(-1, 1, 1) + offsets.view(1, -1, 1)) / size  # (n, w, 1)
+            dx, dy = xs - centres[rows, 0].view(-1, 1, 1), ys - centres[rows, 1].view(-1, 1, 1)
+            # rotate by -theta in the displayed (y up) frame: the shape turns counter-clockwise by theta
+            cos, sin = torch.cos(theta), torch.sin(theta)
+            p = (cos * dx - sin * dy) / (HALF_SIZE * scale)
+            q = (sin * dx + cos * dy) / (HALF_SIZE * scale)
+            mask = _inside(kind, p, q).float().unsqueeze(1)  # (n, 1, w * ss, w * ss)
+            patches = (torch.nn.functional.avg_pool2d(mask, supersample) * 255).round().to(torch.uint8)
+            for row, patch in zip(rows.tolist(), patches, strict=True):
+                x0, y0 = origins[row].tolist()
+                images[row, :, y0 : y0 + window, x0 : x0 + window] = patch
+    return images
+
+
+class ShapesDataset(Dataset):
+    """Rendered shapes with their factors; items ``{"image", "factors", "label"}`` (label = shape id).
+
+    Args:
+        num_images: Number of images.
+        image_size: Height and width.
+        channels: 1, or 3 (the gray image repeated, for RGB models).
+        seed: Seed of the factor draw; the same seed gives the same images.
+        supersample: Samples per pixel along each axis for anti-aliasing.
+    """
+
+    def __init__(
+        self, num_images: int, image_size: int = 64, channels: int = 1, seed: int = 0, supersample: int = 4
+    ) -> None:
+        if num_images < 1:
+            raise ValueError(f"num_images must be positive, got {num_images}")
+        self.factor_names = FACTOR_NAMES
+        self.factors = sample_factors(num_images, seed)  # (N, 5)
+        images = render_shapes(self.factors, image_size, supersample)  # (N, 1, S, S)
+        self.images = images.expand(-1, channels, -1, -1).contiguous() if channels > 1 else images
+
+    def __len__(self) -> int:
+        return len(self.factors)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"image": self.images[i], "factors": self.factors[i], "label": int(self.factors[i, 0])}
+
+
+class ShapesDataModule(ImageDataModule):
+    """Procedurally generated dSprites-style shapes (square, ellipse, heart) with ground-truth factors.
+
+    Needs no download and no file: the images are rendered at setup from ``seed``.
+    ``dataset.factors`` (N, 5) holds every image's factors, named by ``dataset.factor_names``.
+
+    Args:
+        num_images: Number of images (split 75/25 into training and validation).
+        seed: Seed of the factor draw; the same seed renders the same images.
+        supersample: Anti-aliasing samples per pixel along each axis.
+        image_size: Height and width (64 like dSprites).
+        channels: 1, or 3 to feed RGB models (gray repeated).
+        flip: Off by default: a flipped image would no longer match its pos_x and orientation factors.
+        **kwargs: ``ImageDataModule`` arguments (batch size, workers, split, normalization).
+    """
+
+    def __init__(
+        self,
+        num_images: int = 10_000,
+        seed: int = 0,
+        supersample: int = 4,
+        image_size: int = 64,
+        channels: int = 1,
+        flip: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(image_size=image_size, channels=channels, flip=flip, **kwargs)
+        self.num_images = num_images
+        self.seed = seed
+        self.supersample = supersample
+
+    def build_dataset(self) -> ShapesDataset:
+        return ShapesDataset(self.num_images, self.image_size, self.num_channels, self.seed, self.supersample)
