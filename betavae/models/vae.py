@@ -41,6 +41,8 @@ class VAE(AutoencoderModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
         self.latent_dim = latent_dim
         self.encoder = ConvEncoder(self.in_channels, self.image_size, hidden_channels)
         self.fc_mu = nn.Linear(self.encoder.out_features, latent_dim)

@@ -1,0 +1,3 @@
+from betavae.cli import main
+
+main()

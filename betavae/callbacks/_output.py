@@ -1,0 +1,24 @@
+"""Where callbacks write: the run directory on disk, and image panels on the loggers that show them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+
+def run_dir(trainer: L.Trainer) -> Path:
+    """The run directory: the first logger's versioned folder, else the trainer's ``default_root_dir``."""
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+def log_image(trainer: L.Trainer, key: str, image: torch.Tensor, caption: str | None = None) -> None:
+    """Show a [0, 1] image (C, H, W) on every W&B or TensorBoard logger of ``trainer`` at its global step."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            array = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+            logger.log_image(key=key, images=[array], step=trainer.global_step, caption=[caption or key])
+        elif isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(key, image.clamp(0, 1).cpu(), global_step=trainer.global_step)

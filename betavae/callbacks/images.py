@@ -1,0 +1,80 @@
+"""Reconstruction and sample grids of the model being trained, as PNG files and logger images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from betavae.callbacks._output import log_image, run_dir
+from betavae.plotting import image_rows, save_png, square_grid
+
+
+class ImageGrids(Callback):
+    """Every ``every_n_epochs`` validation epochs (and after the last), on rank zero:
+
+    - ``images/reconstructions_epoch=EEE.png``: the first ``num_images`` validation images (top row)
+      above their reconstructions from μ (bottom row);
+    - ``images/samples_epoch=EEE.png``: ``num_samples`` decodings of fixed draws z ~ N(0, I)
+      (for models with a ``sample`` method), the same z every time so epochs can be compared.
+
+    Images are converted with the model's ``to_pixels`` (denormalized, [0, 1]). The same grids go to
+    W&B / TensorBoard as ``val/reconstructions`` and ``val/samples`` when such a logger is attached.
+    The model's train/eval mode and the global RNG state are left as they were.
+
+    Args:
+        every_n_epochs: Period in validation epochs.
+        num_images: Validation images to reconstruct (taken from the first validation batch).
+        num_samples: Prior samples to decode.
+        seed: Seed of the fixed prior draws.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, num_images: int = 8, num_samples: int = 64, seed: int = 0) -> None:
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        self.every_n_epochs = every_n_epochs
+        self.num_images = num_images
+        self.num_samples = num_samples
+        self.seed = seed
+        self._inputs: torch.Tensor | None = None
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if batch_idx == 0 and dataloader_idx == 0 and trainer.is_global_zero:
+            self._inputs = batch["image"][: self.num_images].detach()
+
+    def _due(self, trainer: L.Trainer) -> bool:
+        last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        return (trainer.current_epoch + 1) % self.every_n_epochs == 0 or last or bool(trainer.fast_dev_run)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or self._inputs is None or not self._due(trainer):
+            return
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            with torch.no_grad():
+                grids = {"reconstructions": self._reconstructions(pl_module)}
+                if callable(getattr(pl_module, "sample", None)) and self.num_samples > 0:
+                    generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+                    samples = pl_module.sample(self.num_samples, generator=generator)
+                    grids["samples"] = square_grid(pl_module.to_pixels(samples))
+        finally:
+            pl_module.train(was_training)
+        folder = run_dir(trainer) / "images"
+        for name, grid in grids.items():
+            save_png(grid, folder / f"{name}_epoch={trainer.current_epoch:03d}.png")
+            log_image(trainer, f"val/{name}", grid, caption=f"epoch {trainer.current_epoch}")
+
+    def _reconstructions(self, pl_module: L.LightningModule) -> torch.Tensor:
+        x = self._inputs.to(pl_module.device)
+        return image_rows([pl_module.to_pixels(x), pl_module.to_pixels(pl_module.reconstruct(x))])
