@@ -16,9 +16,15 @@ warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).
 
 
 @pytest.fixture(autouse=True)
-def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
+def _offline_wandb(monkeypatch: pytest.MonkeyPatch):
+    """W&B offline, and no W&B run left open for the next test (a WandbLogger's run outlives ``fit``)."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    yield
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
 
 
 def write_images(
@@ -48,3 +54,47 @@ def image_folder(tmp_path: Path) -> Path:
     write_images(root, 8, seed=1)
     write_images(root / "nested", 4, seed=2, suffix=".jpg")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _decoded_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decoded caches go to a fresh temporary folder per test, never to the user's ~/.cache."""
+    monkeypatch.setenv("BETAVAE_CACHE_DIR", str(tmp_path_factory.mktemp("decoded_cache")))
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """``array`` (uint8) as an IDX file (magic 0x0000080N, big-endian dims), gzip-compressed for ``.gz``."""
+    import gzip
+
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as f:
+        f.write(header + array.tobytes())
+    return path
+
+
+def write_idx_set(folder: Path, n_train: int = 12, n_test: int = 0, gz: bool = True, seed: int = 0) -> None:
+    """MNIST-style IDX files in ``folder``: random 28x28 digits with labels ``i % 10``."""
+    rng = np.random.default_rng(seed)
+    suffix = ".gz" if gz else ""
+    for part, n in (("train", n_train), ("t10k", n_test)):
+        if n:
+            write_idx(folder / f"{part}-images-idx3-ubyte{suffix}", rng.integers(0, 256, (n, 28, 28)))
+            write_idx(folder / f"{part}-labels-idx1-ubyte{suffix}", np.arange(n) % 10)
+
+
+def write_broken_images(folder: Path) -> list[Path]:
+    """Four unreadable "images": a truncated JPEG, a truncated PNG, text named .jpg, an empty .png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    noise = np.random.default_rng(9).integers(0, 256, (60, 50, 3), dtype=np.uint8)
+    broken = []
+    for name in ("truncated.jpg", "truncated.png"):
+        path = folder / name
+        Image.fromarray(noise).save(path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        broken.append(path)
+    (folder / "notes.jpg").write_text("not an image")
+    (folder / "empty.png").write_bytes(b"")
+    return [*broken, folder / "notes.jpg", folder / "empty.png"]

@@ -9,12 +9,15 @@ from torchvision.transforms import v2
 from betavae.data import (
     ImageFolderDataModule,
     ShapesDataModule,
+    TensorImageDataset,
+    TransformedSubset,
     find_images,
     load_image,
     render_shapes,
     sample_factors,
     split_indices,
 )
+from betavae.data.base import transform_batch
 from betavae.data.shapes import HALF_SIZE
 
 
@@ -209,3 +212,59 @@ def test_load_image_crops_resizes_upward_and_honours_exif(tmp_path):
     assert out[0, :, -1].float().mean() > 200 and out[0, :, 0].float().mean() < 50
     cropped = load_image(tmp_path / "r.jpg", channels=1, image_size=8, crop_size=10)
     assert cropped.shape == (1, 8, 8)
+
+
+# ---------------------------------------------------------------- batched reads and transforms
+def test_batched_items_equal_single_items_without_augmentation():
+    dm = ShapesDataModule(num_images=20, image_size=16, channels=3, split_seed=2)
+    dm.setup("fit")
+    positions = [4, 0, 3]
+    batch = dm.val_set.__getitems__(positions)
+    for item, position in zip(batch, positions, strict=True):
+        single = dm.val_set[position]
+        assert torch.equal(item["image"], single["image"]) and item["index"] == single["index"]
+        assert torch.equal(item["factors"], single["factors"]) and item["label"] == single["label"]
+
+
+def test_batched_flip_is_drawn_per_image_like_the_single_transform():
+    images = torch.randint(0, 256, (400, 3, 8, 8), dtype=torch.uint8)
+    flip_then_normalize = v2.Compose(
+        [v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.25] * 3)]
+    )
+    normalize = v2.Compose(flip_then_normalize.transforms[1:])
+    torch.manual_seed(0)
+    out = transform_batch(flip_then_normalize, images.clone())
+    plain = torch.stack([normalize(image) for image in images])  # the per-image reference
+    pairs = list(zip(out, plain, strict=True))
+    flipped = torch.tensor([torch.equal(o, p.flip(-1)) and not torch.equal(o, p) for o, p in pairs])
+    same = torch.tensor([torch.equal(o, p) for o, p in pairs])
+    assert (flipped | same).all()
+    assert 150 < int(flipped.sum()) < 250  # p = 0.5, independently per image
+    assert torch.equal(transform_batch(normalize, images.clone()), plain)
+
+
+def test_unbatchable_transforms_fall_back_to_one_image_at_a_time():
+    dataset = TensorImageDataset(torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8), torch.arange(6))
+    crop = v2.Compose([v2.RandomCrop(4), v2.ToDtype(torch.float32, scale=True)])
+    assert transform_batch(crop, dataset.images) is None
+    subset = TransformedSubset(dataset, [5, 1, 2], crop)
+    batch = subset.__getitems__([0, 2])
+    assert [b["image"].shape for b in batch] == [(1, 4, 4), (1, 4, 4)] and [b["label"] for b in batch] == [5, 2]
+
+
+def test_tensor_dataset_checks_its_inputs():
+    with pytest.raises(ValueError, match="uint8"):
+        TensorImageDataset(torch.zeros(2, 1, 4, 4))
+    with pytest.raises(ValueError, match="3 labels for 2 images"):
+        TensorImageDataset(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.arange(3))
+
+
+def test_worker_batches_equal_the_single_items_collated():
+    dm = ShapesDataModule(num_images=24, image_size=16, batch_size=5, num_workers=1, split_seed=4)
+    dm.setup("fit")
+    batches = list(dm.val_dataloader())  # built in a worker process, in shared memory
+    expected = torch.utils.data.default_collate([dm.val_set[i] for i in range(5)])
+    assert batches[0].keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(batches[0][key], value), key
+    assert sum(len(b["index"]) for b in batches) == 6

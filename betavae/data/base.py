@@ -5,19 +5,28 @@ A dataset module implements ``build_dataset()``: a map-style dataset whose items
 optional ``"label"`` / ``"factors"``. This base adds ``"index"`` (the item's position in that dataset),
 splits it, and applies the per-epoch transforms on the uint8 tensors: RandomHorizontalFlip (training
 only), conversion to float in [0, 1], and Normalize.
+
+Speed: the loaders read a batch at a time (``TransformedSubset.__getitems__``, through the dataset's own
+``__getitems__`` where it has one, as ``TensorImageDataset`` and the decoded cache do), run the transforms
+once on the batch (B, C, H, W) with a flip drawn per image, and hand it over already collated (into
+shared memory when in a worker), instead of transforming and stacking image by image.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 from betavae.normalization import check_stats, imagenet_stats
+
+BATCHABLE = (v2.RandomHorizontalFlip, v2.ToDtype, v2.Normalize)
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -33,6 +42,88 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], li
     n_val = min(max(round(n * val_fraction), 1), n - 1)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def new_batch_tensor(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialized tensor; inside a DataLoader worker in shared memory (as ``default_collate`` allocates
+    its output), so that handing the batch to the main process copies nothing."""
+    if get_worker_info() is None:
+        return torch.empty(*shape, dtype=dtype)
+    prototype = torch.empty(0, dtype=dtype)
+    storage = prototype._typed_storage()._new_shared(math.prod(shape), device=prototype.device)
+    return prototype.new(storage).resize_(*shape)
+
+
+def transform_batch(transform: v2.Transform, images: torch.Tensor) -> torch.Tensor | None:
+    """``transform`` applied to each image of a batch (B, C, H, W), or ``None`` if it cannot be batched.
+
+    Batches ``Compose`` chains of RandomHorizontalFlip (drawn independently per image, as the per-image
+    transform would), ToDtype and Normalize, with the same arithmetic as the per-image transforms;
+    anything else returns ``None`` (apply it per image). Works in place: ``images`` may be modified.
+    """
+    steps = transform.transforms if isinstance(transform, v2.Compose) else [transform]
+    if not all(type(t) in BATCHABLE for t in steps):
+        return None
+    for t in steps:
+        if isinstance(t, v2.RandomHorizontalFlip):
+            for i in (torch.rand(len(images)) < t.p).nonzero().flatten().tolist():  # the per-image rule
+                images[i] = images[i].flip(-1)
+        elif isinstance(t, v2.ToDtype) and isinstance(t.dtype, torch.dtype) and images.dtype == torch.uint8:
+            # v2's to_dtype_image (``.to(dtype)``, then ``.mul_(1 / 255)`` to scale), into the batch's own buffer
+            images = new_batch_tensor(images.shape, t.dtype).copy_(images)
+            if t.scale and t.dtype.is_floating_point:
+                images.mul_(1.0 / 255)
+            elif t.scale:
+                return None  # integer rescaling: left to the per-image transform
+        elif isinstance(t, v2.Normalize):
+            images = TF.normalize(images, t.mean, t.std, inplace=True)  # no new (B, C, H, W) buffer
+        else:
+            images = t(images)
+    return images
+
+
+class Batch(list):
+    """The items of one batch (a list, as a DataLoader's collate function expects) that also carries them
+    already collated in ``collated``; ``collate`` returns that without copying."""
+
+    collated: dict[str, Any] | None = None
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """``items.collated`` for a ``Batch`` that has it, else ``default_collate(items)``."""
+    collated = getattr(items, "collated", None)
+    return collated if collated is not None else default_collate(items)
+
+
+class TensorImageDataset(Dataset):
+    """Images held in memory: uint8 (N, C, S, S) and optional integer labels (N,); batch reads.
+
+    Items are ``{"image": uint8 (C, S, S)}`` plus ``"label"`` when ``labels`` is given.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be uint8 (N, C, S, S), got {images.dtype} {tuple(images.shape)}")
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"{len(labels)} labels for {len(images)} images")
+        self.images = images
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = {"image": self.images[i]}
+        if self.labels is not None:
+            item["label"] = int(self.labels[i])
+        return item
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        images = self.images[torch.as_tensor(indices, dtype=torch.long)]  # (B, C, S, S)
+        if self.labels is None:
+            return [{"image": image} for image in images]
+        labels = self.labels[torch.as_tensor(indices, dtype=torch.long)].tolist()
+        return [{"image": image, "label": label} for image, label in zip(images, labels, strict=True)]
 
 
 class TransformedSubset(Dataset):
@@ -52,6 +143,24 @@ class TransformedSubset(Dataset):
         item["image"] = self.transform(item["image"])  # uint8 (C, H, W) -> float (C, H, W), normalized
         item["index"] = index
         return item
+
+    def __getitems__(self, positions: Sequence[int]) -> Batch:
+        """A batch of items, read and transformed together when the dataset and transform allow it."""
+        indices = [self.indices[i] for i in positions]
+        if hasattr(self.dataset, "__getitems__"):
+            items = self.dataset.__getitems__(indices)
+        else:
+            items = [self.dataset[i] for i in indices]
+        images = transform_batch(self.transform, torch.stack([item["image"] for item in items]))  # (B, C, H, W)
+        if images is None:
+            pairs = zip(items, indices, strict=True)
+            return Batch({**item, "image": self.transform(item["image"]), "index": index} for item, index in pairs)
+        batch = Batch(
+            {**item, "image": image, "index": index} for item, image, index in zip(items, images, indices, strict=True)
+        )
+        others = {key: default_collate([item[key] for item in items]) for key in items[0] if key != "image"}
+        batch.collated = {"image": images, **others, "index": torch.tensor(indices)}
+        return batch
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -114,19 +223,32 @@ class ImageDataModule(L.LightningDataModule):
         self.dataset: Dataset | None = None
         self.train_set: TransformedSubset | None = None
         self.val_set: TransformedSubset | None = None
+        self.test_set: TransformedSubset | None = None
 
     # ----------------------------------------------------------------- the dataset's part
     def build_dataset(self) -> Dataset:
         """The whole dataset; items are dicts with ``"image"``: uint8 (channels, image_size, image_size)."""
         raise NotImplementedError
 
+    def split(self, dataset: Dataset) -> tuple[list[int], list[int], list[int] | None]:
+        """(train, validation, test) indices into ``dataset``; test ``None`` means "the validation split".
+
+        The default is the study's seeded random split (``val_fraction``, ``split_seed``) and no test
+        split; a dataset with an official partition may override it.
+        """
+        train, val = split_indices(len(dataset), self.val_fraction, self.split_seed)
+        return train, val, None
+
     # ----------------------------------------------------------------- Lightning hooks
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is None:
             self.dataset = self.build_dataset()
-            train_idx, val_idx = split_indices(len(self.dataset), self.val_fraction, self.split_seed)
+            train_idx, val_idx, test_idx = self.split(self.dataset)
             self.train_set = TransformedSubset(self.dataset, train_idx, self.train_transform)
             self.val_set = TransformedSubset(self.dataset, val_idx, self.val_transform)
+            self.test_set = (
+                self.val_set if test_idx is None else TransformedSubset(self.dataset, test_idx, self.val_transform)
+            )
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         return DataLoader(
@@ -138,6 +260,7 @@ class ImageDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
+            collate_fn=collate,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -147,8 +270,8 @@ class ImageDataModule(L.LightningDataModule):
         return self._loader(self.val_set, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        """The validation split: the study has no separate test split."""
-        return self._loader(self.val_set, train=False)
+        """The test split where the dataset has an official one, else the validation split (the study's)."""
+        return self._loader(self.test_set, train=False)
 
     def predict_dataloader(self) -> DataLoader:
         """The validation split, in order, without augmentation."""
