@@ -1,18 +1,21 @@
 """The base LightningModule every autoencoder variant shares.
 
 It owns what does not depend on the variant: the value-range contract (``normalize`` / ``to_pixels``),
-the train/val/test steps that log each loss part as ``train/…``, ``val/…``, ``test/…``, the guard that
-stops a run on a non-finite loss, and the study's optimizer (Adam + ExponentialLR per epoch). A variant
-implements ``reconstruct`` and ``loss_parts``; a generative one also ``sample``.
+the reconstruction likelihood and its reduction, the train/val/test steps that log each loss part as
+``train/…``, ``val/…``, ``test/…``, the guard that stops a run on a non-finite loss, and the study's
+optimizer (Adam + ExponentialLR per epoch). A variant implements ``encode``, ``decode``, ``reconstruct``,
+``embed`` and ``loss_parts``; a generative one also ``sample``. Every method that takes images also takes
+an optional ``label``, which unconditional models ignore, so callers never need to know which is which.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 
 from betavae.normalization import check_stats, imagenet_stats
 
@@ -37,6 +40,17 @@ class AutoencoderModule(L.LightningModule):
         weight_decay: Adam weight decay.
         scheduler_gamma: Multiplicative learning-rate decay per epoch (ExponentialLR; the study: 0.95);
             ``None`` keeps the rate constant.
+        likelihood: Reconstruction term. ``"mse"``: squared error between the output and the input in
+            normalized space (a Gaussian likelihood; the study's). ``"bce"``: binary cross-entropy
+            between the decoder's logits, read as Bernoulli probabilities of the pixel intensities in
+            [0, 1], and the input's pixels (for near-binary images such as MNIST or shapes).
+        reduction: How ``recon`` is reduced. ``"mean"``: the mean over every pixel, channel and image
+            (``F.mse_loss``'s default; the study's, and the scale its ``kld_weight`` is tuned for).
+            ``"sum"``: summed over the pixels and channels of each image, then averaged over the batch
+            (the ELBO's scale, where β = 1 and ``kld_weight`` = 1 give the true negative ELBO).
+        output_activation: For ``"mse"``: ``"identity"`` (a linear output in normalized space) or
+            ``"sigmoid"`` (the decoder predicts pixels through a sigmoid, then they are normalized).
+            ``"bce"`` always uses the sigmoid.
     """
 
     def __init__(
@@ -48,9 +62,19 @@ class AutoencoderModule(L.LightningModule):
         lr: float = 0.005,
         weight_decay: float = 0.0,
         scheduler_gamma: float | None = 0.95,
+        likelihood: Literal["mse", "bce"] = "mse",
+        reduction: Literal["mean", "sum"] = "mean",
+        output_activation: Literal["identity", "sigmoid"] = "identity",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        for name, value, allowed in (
+            ("likelihood", likelihood, ("mse", "bce")),
+            ("reduction", reduction, ("mean", "sum")),
+            ("output_activation", output_activation, ("identity", "sigmoid")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         default_mean, default_std = imagenet_stats(in_channels) if mean is None or std is None else (mean, std)
         mean = tuple(float(m) for m in (default_mean if mean is None else mean))
         std = tuple(float(s) for s in (default_std if std is None else std))
@@ -69,9 +93,34 @@ class AutoencoderModule(L.LightningModule):
         """Normalized images (inputs or outputs) → [0, 1], clamped. Everything shown or measured goes here."""
         return (x * self.pixel_std + self.pixel_mean).clamp(0.0, 1.0)
 
+    # ----------------------------------------------------------------- output and reconstruction term
+    def output_to_image(self, raw: torch.Tensor) -> torch.Tensor:
+        """The decoder's raw output → an image in normalized space (the model's output space)."""
+        if self.hparams.likelihood == "bce" or self.hparams.output_activation == "sigmoid":
+            return self.normalize(torch.sigmoid(raw))
+        return raw
+
+    def reconstruction_loss(self, raw: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``recon`` between the decoder's raw output and the normalized target ``x`` (see Args)."""
+        if self.hparams.likelihood == "bce":
+            per_element = F.binary_cross_entropy_with_logits(raw, self.to_pixels(x), reduction="none")
+        else:
+            per_element = (self.output_to_image(raw) - x).pow(2)
+        if self.hparams.reduction == "sum":
+            return per_element.flatten(1).sum(dim=1).mean()
+        return per_element.mean()
+
     # ----------------------------------------------------------------- the variant's part
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The input the model learns to reconstruct ``x`` from; ``x`` itself unless a variant corrupts it."""
+        return x
+
+    def reconstruct(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         """The deterministic reconstruction of ``x`` (normalized space in and out)."""
+        raise NotImplementedError
+
+    def embed(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        """One code vector per image, (B, D): μ for VAEs, the flattened code for autoencoders."""
         raise NotImplementedError
 
     def loss_parts(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -92,13 +141,12 @@ class AutoencoderModule(L.LightningModule):
         self._log_parts("test", self.loss_parts(batch), batch)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        """Per-image reconstruction error: mean squared error in pixel space [0, 1]."""
-        x = batch["image"]
-        x_hat = self.reconstruct(x)
-        mse = (self.to_pixels(x_hat) - self.to_pixels(x)).pow(2).flatten(1).mean(dim=1)
-        out = {"mse": mse}
-        if "index" in batch:
-            out["index"] = batch["index"]
+        """Per image: ``"mse"``, the reconstruction error in pixel space [0, 1] (mean over pixels and
+        channels), ``"code"`` (``embed``), and the batch's ``"index"`` / ``"label"`` when present."""
+        x, label = batch["image"], batch.get("label")
+        mse = (self.to_pixels(self.reconstruct(x, label)) - self.to_pixels(x)).pow(2).flatten(1).mean(dim=1)
+        out = {"mse": mse, "code": self.embed(x, label)}
+        out.update({k: batch[k] for k in ("index", "label") if k in batch})
         return out
 
     def _log_parts(self, stage: str, parts: dict[str, torch.Tensor], batch: dict[str, Any]) -> None:

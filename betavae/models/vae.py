@@ -1,4 +1,4 @@
-"""Gaussian VAE and the study's β-VAE (Higgins et al. 2017; Burgess et al. 2018 capacity schedule)."""
+"""Gaussian VAE, the study's β-VAE (Higgins et al. 2017; Burgess et al. 2018 capacity), conditional VAE."""
 
 from __future__ import annotations
 
@@ -19,18 +19,19 @@ STUDY_HIDDEN_CHANNELS = (32, 64, 128, 256, 512)
 class VAE(AutoencoderModule):
     """Gaussian VAE with the study's convolutional encoder and decoder.
 
-    Loss = recon + kld_weight · KL, where ``recon`` is the mean squared error between the
-    reconstruction and the (normalized) input averaged over every pixel and channel of the batch
-    (``F.mse_loss``, reduction ``mean``), and ``KL`` is KL(q(z|x) ‖ N(0, I)) summed over latent
-    dimensions and averaged over the batch, in nats. Because ``recon`` is a per-pixel mean, the KL
-    weight is small (the study's 0.0025); its scale is tied to this reduction.
+    Loss = recon + kld_weight · KL. ``recon`` is the reconstruction term chosen by ``likelihood`` and
+    ``reduction`` (default: the mean squared error in normalized space averaged over every pixel,
+    channel and image, ``F.mse_loss``'s default, as in the study); ``KL`` is KL(q(z|x) ‖ N(0, I)) summed
+    over latent dimensions and averaged over the batch, in nats. Because the default ``recon`` is a
+    per-pixel mean, the KL weight is small (the study's 0.0025): β and ``kld_weight`` only have a
+    meaning together with the reduction.
 
     Args:
         latent_dim: Size of the latent code (the study: 128).
         hidden_channels: Channels of the encoder blocks, one stride-2 block each; the decoder mirrors
             them. The study: (32, 64, 128, 256, 512); its batik model: (32, 64, 128).
         kld_weight: Weight of the KL term (the study's ``kld_weight``, 0.0025).
-        **kwargs: ``AutoencoderModule`` arguments (image shape, normalization, optimizer).
+        **kwargs: ``AutoencoderModule`` arguments (image shape, normalization, optimizer, likelihood).
     """
 
     def __init__(
@@ -44,35 +45,51 @@ class VAE(AutoencoderModule):
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
         self.latent_dim = latent_dim
-        self.encoder = ConvEncoder(self.in_channels, self.image_size, hidden_channels)
+        cond = self.condition_size()
+        self.encoder = ConvEncoder(self.in_channels + cond, self.image_size, hidden_channels)
         self.fc_mu = nn.Linear(self.encoder.out_features, latent_dim)
         self.fc_logvar = nn.Linear(self.encoder.out_features, latent_dim)
-        self.decoder = ConvDecoder(latent_dim, self.in_channels, self.image_size, hidden_channels)
+        self.decoder = ConvDecoder(latent_dim + cond, self.in_channels, self.image_size, hidden_channels)
+
+    def condition_size(self) -> int:
+        """Extra input channels of the encoder and extra inputs of the decoder (0: unconditional)."""
+        return 0
 
     # ----------------------------------------------------------------- public API
-    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+    def encode(self, x: torch.Tensor, label: torch.Tensor | None = None) -> DiagonalGaussian:
         """(B, C, H, W) normalized images → posterior with μ, log σ² of shape (B, D)."""
         h = self.encoder(x)
         return DiagonalGaussian(self.fc_mu(h), self.fc_logvar(h))
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, D) codes → (B, C, H, W) images in normalized space."""
+    def decode_raw(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, D) codes → the decoder's raw output (B, C, H, W): the image, or logits for ``bce``."""
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor, sample_posterior: bool = True) -> tuple[torch.Tensor, DiagonalGaussian]:
+    def decode(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, D) codes → (B, C, H, W) images in normalized space."""
+        return self.output_to_image(self.decode_raw(z, label))
+
+    def forward(
+        self, x: torch.Tensor, label: torch.Tensor | None = None, sample_posterior: bool = True
+    ) -> tuple[torch.Tensor, DiagonalGaussian]:
         """Encode, draw z (or take μ when ``sample_posterior`` is False), decode: (x̂, posterior)."""
-        posterior = self.encode(x)
+        posterior = self.encode(x, label)
         z = posterior.sample() if sample_posterior else posterior.mode()
-        return self.decode(z), posterior
+        return self.decode(z, label), posterior
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         """Decode μ: the deterministic reconstruction used for metrics and figures."""
-        return self.decode(self.encode(x).mode())
+        return self.decode(self.encode(x, label).mode(), label)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def embed(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encode(x, label).mode()
+
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, label: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Decode ``n`` draws from the prior N(0, I); normalized space (use ``to_pixels`` to view)."""
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
-        return self.decode(z)
+        return self.decode(z, label)
 
     # ----------------------------------------------------------------- loss
     def kl_penalty(self, kl: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -80,17 +97,12 @@ class VAE(AutoencoderModule):
         return {"kl_term": self.hparams.kld_weight * kl}
 
     def loss_parts(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        x = batch["image"]
-        x_hat, posterior = self(x)
-        recon = F.mse_loss(x_hat, x)
+        x, label = batch["image"], batch.get("label")
+        posterior = self.encode(x, label)
+        recon = self.reconstruction_loss(self.decode_raw(posterior.sample(), label), x)
         kl = posterior.kl().mean()
         extra = self.kl_penalty(kl)
         return {"loss": recon + extra.pop("kl_term"), "recon": recon, "kl": kl, **extra}
-
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        out = super().predict_step(batch, batch_idx)
-        out["mu"] = self.encode(batch["image"]).mode()
-        return out
 
 
 class BetaVAE(VAE):
@@ -138,3 +150,56 @@ class BetaVAE(VAE):
             return {"kl_term": hp.beta * hp.kld_weight * kl}
         c = torch.tensor(self.capacity(), device=kl.device, dtype=kl.dtype)
         return {"kl_term": hp.gamma * hp.kld_weight * (kl - c).abs(), "capacity": c}
+
+
+class ConditionalVAE(VAE):
+    """Conditional VAE: the class label is fed to the encoder (as one-hot planes stacked on the image
+    channels) and to the decoder (one-hot, concatenated with z), so ``decode(z, label)`` draws that
+    class and ``sample(n, label=...)`` samples class-conditionally. Needs batches with ``"label"``.
+
+    Args:
+        num_classes: Number of classes; labels are integers in [0, num_classes).
+        **kwargs: ``VAE`` arguments (latent_dim, hidden_channels, kld_weight, likelihood, ...).
+    """
+
+    def __init__(self, num_classes: int = 10, **kwargs: Any) -> None:
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+
+    def condition_size(self) -> int:
+        return self.hparams.num_classes  # read before __init__ sets self.num_classes
+
+    def one_hot(self, label: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+        """Checked one-hot labels (B, num_classes) as floats on the model's device."""
+        k = self.hparams.num_classes
+        if label is None:
+            raise ValueError(
+                "ConditionalVAE needs class labels: give label= (a (B,) tensor of class indices in "
+                f"[0, {k})), and train on a data module whose batches carry 'label' (e.g. ShapesDataModule)"
+            )
+        label = torch.as_tensor(label, device=self.device)
+        if label.shape != (batch_size,) or label.is_floating_point():
+            raise ValueError(
+                f"ConditionalVAE labels must be integer class indices of shape ({batch_size},), "
+                f"got shape {tuple(label.shape)} and dtype {label.dtype}"
+            )
+        if label.numel() and (label.min() < 0 or label.max() >= k):
+            raise ValueError(f"ConditionalVAE labels must lie in [0, {k}), got {label.min()}..{label.max()}")
+        return F.one_hot(label.long(), k).float()
+
+    def encode(self, x: torch.Tensor, label: torch.Tensor | None = None) -> DiagonalGaussian:
+        planes = self.one_hot(label, x.shape[0])[:, :, None, None].expand(-1, -1, *x.shape[-2:])
+        return super().encode(torch.cat([x, planes], dim=1))  # (B, C + K, H, W)
+
+    def decode_raw(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        return super().decode_raw(torch.cat([z, self.one_hot(label, z.shape[0])], dim=1))  # (B, D + K)
+
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, label: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Decode ``n`` prior draws of class ``label`` (B,); by default the classes in turn 0, 1, 2, …"""
+        if label is None:
+            label = torch.arange(n, device=self.device) % self.hparams.num_classes
+        return super().sample(n, generator=generator, label=label)

@@ -1,5 +1,20 @@
-"""Plain ``nn.Module`` architectures; no Lightning inside."""
+"""Plain ``nn.Module`` architectures; no Lightning inside.
 
-from betavae.nets.conv import ConvDecoder, ConvEncoder, bottleneck_size
+The study's VAE encoder/decoder (``ConvEncoder``, ``ConvDecoder``), and the networks of the
+deterministic autoencoders (``LinearNet``, ``StackedDenseNet``, ``ConvNet``, ``RecurrentNet``): each takes
+``(in_channels, image_size, ...)`` and has ``encode(x) -> code`` and ``decode(code) -> (B, C, H, W)``.
+"""
 
-__all__ = ["ConvDecoder", "ConvEncoder", "bottleneck_size"]
+from betavae.nets.conv import ConvDecoder, ConvEncoder, ConvNet, bottleneck_size
+from betavae.nets.dense import LinearNet, StackedDenseNet
+from betavae.nets.recurrent import RecurrentNet
+
+__all__ = [
+    "ConvDecoder",
+    "ConvEncoder",
+    "ConvNet",
+    "LinearNet",
+    "RecurrentNet",
+    "StackedDenseNet",
+    "bottleneck_size",
+]

@@ -109,3 +109,77 @@ class ConvDecoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.fc(z).view(z.shape[0], *self.in_shape)  # (B, hidden[-1], s, s)
         return self.final(self.blocks(h))  # (B, C, H, W)
+
+
+def conv_sizes(image_size: int, num_layers: int) -> list[int]:
+    """Spatial sizes through ``num_layers`` Conv2d(k=3, s=2, p=1): each is ceil(previous / 2)."""
+    sizes = [image_size]
+    for _ in range(num_layers):
+        sizes.append((sizes[-1] + 1) // 2)
+    return sizes
+
+
+class ConvNet(nn.Module):
+    """Convolutional autoencoder for the deterministic models: Conv2d(k=3, s=2, p=1) + ReLU layers,
+    then either a linear code (``latent_dim``) or the last feature map itself as a spatial code
+    (``latent_dim: null``); the decoder mirrors it with ConvTranspose2d layers whose output padding
+    is chosen so every size comes back exactly (28 → 14 → 7 → 4 → 7 → 14 → 28).
+
+    The textbook Fashion-MNIST setups: 32×32 input, ``hidden_channels=(32, 64, 128)``, ``latent_dim=2``
+    (a 128×4×4 = 2048 → 2 linear code); 28×28 input, ``hidden_channels=(16, 32, 64)``,
+    ``latent_dim=None`` (a 64×4×4 spatial code).
+
+    Args:
+        in_channels: Image channels.
+        image_size: Image height and width; at least ``2 ** (len(hidden_channels) - 1)``.
+        hidden_channels: Output channels of the encoder's conv layers.
+        latent_dim: Size of a linear code, or ``None`` for the spatial code (last feature map).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        hidden_channels: Sequence[int] = (32, 64, 128),
+        latent_dim: int | None = 2,
+    ) -> None:
+        super().__init__()
+        hidden = tuple(int(c) for c in hidden_channels)
+        _check_positive("in_channels", [in_channels])
+        _check_positive("hidden_channels", hidden)
+        if not hidden:
+            raise ValueError("hidden_channels must name at least one conv layer, got an empty list")
+        if latent_dim is not None:
+            _check_positive("latent_dim", [latent_dim])
+        if image_size < 2 ** (len(hidden) - 1):
+            raise ValueError(
+                f"image_size={image_size} is too small for {len(hidden)} stride-2 conv layers: the last "
+                f"would see less than 2x2 pixels; use image_size >= {2 ** (len(hidden) - 1)} or fewer layers"
+            )
+        sizes = conv_sizes(image_size, len(hidden))
+        n, s = len(hidden), sizes[-1]
+        channels = (in_channels, *hidden)
+        self.spatial = latent_dim is None
+        self.feature_shape = (hidden[-1], s, s)
+        self.code_shape = self.feature_shape if self.spatial else (latent_dim,)
+
+        down = []
+        for cin, cout in zip(channels, channels[1:], strict=False):
+            down += [nn.Conv2d(cin, cout, kernel_size=3, stride=2, padding=1), nn.ReLU()]
+        self.encoder = nn.Sequential(*down)
+        self.to_code = nn.Identity() if self.spatial else nn.Linear(hidden[-1] * s * s, latent_dim)
+        self.from_code = nn.Identity() if self.spatial else nn.Linear(latent_dim, hidden[-1] * s * s)
+
+        up = []
+        for i, cout in zip(range(n, 0, -1), (*reversed(hidden[:-1]), in_channels), strict=True):
+            pad = sizes[i - 1] - (2 * sizes[i] - 1)  # output padding that restores size sizes[i - 1]
+            up += [nn.ConvTranspose2d(channels[i], cout, 3, stride=2, padding=1, output_padding=pad), nn.ReLU()]
+        self.decoder = nn.Sequential(*up[:-1])  # the last layer's output stays linear
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(x)  # (B, hidden[-1], s, s)
+        return h if self.spatial else self.to_code(h.flatten(1))  # spatial code, or (B, D)
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        h = self.from_code(code).view(-1, *self.feature_shape)  # (B, hidden[-1], s, s)
+        return self.decoder(h)  # (B, C, H, W)

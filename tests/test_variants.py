@@ -1,0 +1,342 @@
+"""Every autoencoder variant: it runs, it fails clearly where it cannot, and it learns what it is for."""
+
+from __future__ import annotations
+
+import csv
+import json
+from functools import partial
+
+import lightning as L
+import numpy as np
+import pytest
+import skimage
+import torch
+from scipy.linalg import subspace_angles
+from skimage.metrics import peak_signal_noise_ratio
+from torch.distributions import Bernoulli, kl_divergence
+
+from betavae.callbacks.anomaly import AnomalyScores
+from betavae.callbacks.latent import LatentViews
+from betavae.data import ShapesDataModule
+from betavae.models import VAE, Autoencoder, BetaVAE, ConditionalVAE, Downsample, GaussianNoise, Masking
+from betavae.models.autoencoder import sparsity_kl
+from betavae.nets import ConvNet, LinearNet, RecurrentNet, StackedDenseNet
+
+NETS = {
+    "linear": partial(LinearNet, latent_dim=4),
+    "dense": partial(StackedDenseNet, hidden=(32,), latent_dim=4),
+    "conv": partial(ConvNet, hidden_channels=(8, 16, 16), latent_dim=4),
+    "conv_spatial": partial(ConvNet, hidden_channels=(8, 16), latent_dim=None),
+    "recurrent": partial(RecurrentNet, hidden_size=16, latent_dim=4),
+}
+
+
+def train(model: L.LightningModule, batches, steps: int, lr: float = 3e-3) -> None:
+    """A plain loop over the model's own loss, cycling through ``batches``."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for step in range(steps):
+        loss = model.loss_parts(batches[step % len(batches)])["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+
+# ---------------------------------------------------------------- every variant runs
+def variant(name: str, channels: int, size: int) -> L.LightningModule:
+    shape = {"in_channels": channels, "image_size": size}
+    if name in NETS:
+        return Autoencoder(net=NETS[name], **shape)
+    if name == "denoising":
+        return Autoencoder(net=NETS["conv"], corruption=GaussianNoise(0.2), **shape)
+    if name == "masking":
+        return Autoencoder(net=NETS["dense"], corruption=Masking(0.3), **shape)
+    if name == "superres":
+        return Autoencoder(net=NETS["conv_spatial"], corruption=Downsample(2), **shape)
+    if name == "sparse":
+        return Autoencoder(net=NETS["dense"], code_activation="Sigmoid", l1_weight=1e-3, sparsity_weight=0.1, **shape)
+    small = {"hidden_channels": (8, 16), "latent_dim": 3, **shape}
+    if name == "vae":
+        return VAE(likelihood="bce", reduction="sum", kld_weight=1.0, **small)
+    if name == "cvae":
+        return ConditionalVAE(num_classes=3, **small)
+    if name == "betavae_study":
+        return BetaVAE(**shape)  # 5 blocks: needs a multiple of 32
+    raise KeyError(name)
+
+
+VARIANTS = [*NETS, "denoising", "masking", "superres", "sparse", "vae", "cvae", "betavae_study"]
+
+
+@pytest.mark.parametrize("size", [28, 32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_variant_forward_backward(name, channels, size):
+    if name == "betavae_study" and size == 28:
+        with pytest.raises(ValueError, match="image_size=28 is not divisible by 2\\*\\*5=32"):
+            variant(name, channels, size)
+        return
+    torch.manual_seed(0)
+    model = variant(name, channels, size)
+    batch = {
+        "image": torch.randn(4, channels, size, size),
+        "label": torch.tensor([0, 1, 2, 0]),
+        "index": torch.arange(4),
+    }
+    parts = model.loss_parts(batch)
+    parts["loss"].backward()
+    assert torch.isfinite(parts["loss"])
+    assert sum(p.grad is not None for p in model.parameters()) == len(list(model.parameters()))
+    model.eval()
+    assert model.reconstruct(batch["image"], batch["label"]).shape == batch["image"].shape
+    assert model.embed(batch["image"], batch["label"]).shape[0] == 4
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: ConvNet(1, 2, (8, 16, 32)), "too small for 3 stride-2 conv layers"),
+        (lambda: StackedDenseNet(1, 28, hidden=(0,)), "hidden\\[0\\] must be a positive"),
+        (lambda: StackedDenseNet(1, 28, activation="gelu"), "activation must be one of"),
+        (lambda: Downsample(3)(torch.zeros(1, 1, 28, 28)), "not divisible by the downsampling factor 3"),
+        (lambda: Autoencoder(net=NETS["dense"], sparsity_weight=1.0), "code_activation: Sigmoid"),
+        (lambda: Autoencoder(net=NETS["dense"], code_activation="GELU"), "code_activation must be one of"),
+        (lambda: VAE(likelihood="gaussian"), "likelihood must be one of"),
+        (lambda: ConditionalVAE(num_classes=1), "num_classes must be at least 2"),
+    ],
+)
+def test_unsupported_settings_fail_with_a_reason(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+# ---------------------------------------------------------------- formulas against references
+def test_bce_likelihood_matches_torch_distributions_in_both_reductions():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 1, 8, 8, generator=g)
+    pixels = torch.rand(3, 1, 8, 8, generator=g)
+    for reduction in ("mean", "sum"):
+        model = VAE(in_channels=1, image_size=8, hidden_channels=(4,), likelihood="bce", reduction=reduction)
+        nll = -Bernoulli(logits=logits, validate_args=False).log_prob(pixels)  # BCE on [0, 1] targets
+        expected = nll.mean() if reduction == "mean" else nll.flatten(1).sum(1).mean()
+        torch.testing.assert_close(model.reconstruction_loss(logits, model.normalize(pixels)), expected)
+        # the output is the Bernoulli mean, in normalized space
+        torch.testing.assert_close(model.to_pixels(model.output_to_image(logits)), torch.sigmoid(logits))
+
+
+def test_sum_reduction_is_the_per_image_sum():
+    model = VAE(in_channels=3, image_size=8, hidden_channels=(4,), reduction="sum")
+    raw, x = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(model.reconstruction_loss(raw, x), ((raw - x) ** 2).sum() / 2)
+
+
+def test_sparsity_kl_matches_torch_distributions():
+    q = torch.rand(20, generator=torch.Generator().manual_seed(1)) * 0.98 + 0.01
+    expected = kl_divergence(Bernoulli(probs=torch.full_like(q, 0.1)), Bernoulli(probs=q)).sum()
+    torch.testing.assert_close(sparsity_kl(0.1, q), expected)
+
+
+def test_corruptions_do_what_they_say():
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.full((64, 1, 32, 32), 0.5)
+    noisy = GaussianNoise(0.1, clip=False)(pixels, generator=g)
+    assert abs(float((noisy - pixels).std()) - 0.1) < 0.002
+    masked = Masking(0.3)(pixels, generator=g)
+    assert abs(float((masked == 0).float().mean()) - 0.3) < 0.01
+    ramp = torch.linspace(0, 1, 32).repeat(1, 1, 32, 1)  # (1, 1, 32, 32), varying along x
+    down = Downsample(4)(ramp)
+    torch.testing.assert_close(down.mean(), ramp.mean(), atol=1e-3, rtol=0)
+    assert float((down - ramp).abs().max()) > 0.01  # detail is lost
+
+
+def test_only_the_input_is_corrupted_and_validation_noise_is_fixed():
+    model = Autoencoder(net=NETS["conv"], corruption=GaussianNoise(0.3), in_channels=1, image_size=16)
+    x = torch.randn(4, 1, 16, 16)
+    batch = {"image": x, "index": torch.arange(4)}
+    model.eval()
+    # validation: the same noise every time, and the target is the clean image
+    a, b = model.loss_parts(batch)["recon"], model.loss_parts(batch)["recon"]
+    assert torch.equal(a, b)
+    gen = torch.Generator().manual_seed(0)
+    raw = model.net.decode(model.encode(model.corrupt(x, gen)))
+    torch.testing.assert_close(a, ((model.output_to_image(raw) - x) ** 2).mean())
+
+
+# ---------------------------------------------------------------- they learn what they are for
+def test_linear_autoencoder_recovers_the_pca_subspace():
+    g = torch.Generator().manual_seed(0)
+    basis, _ = torch.linalg.qr(torch.randn(64, 3, generator=g))  # (64, 3) orthonormal
+    z = torch.randn(256, 3, generator=g) * torch.tensor([3.0, 2.0, 1.0])
+    data = (z @ basis.T + 0.05 * torch.randn(256, 64, generator=g) + 0.3).view(-1, 1, 8, 8)
+    torch.manual_seed(0)
+    model = Autoencoder(net=partial(LinearNet, latent_dim=3), in_channels=1, image_size=8)
+    train(model, [{"image": data}], steps=300, lr=3e-2)
+    centred = data.flatten(1) - data.flatten(1).mean(0)
+    pcs = torch.linalg.svd(centred, full_matrices=False).Vh[:3].T  # (64, 3) top principal directions
+    learned = model.net.decoder.weight.detach()  # (64, 3): the decoder's columns span the code's image
+    angles = subspace_angles(learned.numpy(), pcs.numpy())
+    assert np.degrees(angles.max()) < 2.0
+
+
+def real_patches(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
+    """Grayscale patches of scikit-image's bundled photographs and textures, in [0, 1], (n, 1, size, size)."""
+    sources = [
+        skimage.data.camera(),
+        skimage.data.coins(),
+        skimage.data.moon(),
+        skimage.data.brick(),
+        skimage.data.grass(),
+        skimage.data.gravel(),
+        skimage.color.rgb2gray(skimage.data.astronaut()),
+    ]
+    rng = np.random.default_rng(seed)
+    patches = []
+    for i in range(n):
+        img = skimage.util.img_as_float(sources[i % len(sources)])
+        y, x = rng.integers(0, img.shape[0] - 2 * size), rng.integers(0, img.shape[1] - 2 * size)
+        patches.append(skimage.transform.resize(img[y : y + 2 * size, x : x + 2 * size], (size, size)))
+    return torch.tensor(np.stack(patches), dtype=torch.float32).unsqueeze(1)
+
+
+def test_denoising_autoencoder_output_is_cleaner_than_its_noisy_input():
+    clean = real_patches(224)
+    torch.manual_seed(0)
+    model = Autoencoder(
+        net=partial(ConvNet, hidden_channels=(16, 32), latent_dim=None),
+        corruption=GaussianNoise(0.2),
+        in_channels=1,
+        image_size=32,
+    )
+    train_set, test_set = model.normalize(clean[:192]), model.normalize(clean[192:])
+    train(model, [{"image": b} for b in train_set.split(32)], steps=200)
+    with torch.no_grad():
+        noisy = model.corrupt(test_set, torch.Generator().manual_seed(1))
+        denoised = model.reconstruct(noisy)
+    truth = model.to_pixels(test_set).numpy()
+    psnr_noisy = peak_signal_noise_ratio(truth, model.to_pixels(noisy).numpy(), data_range=1.0)
+    psnr_out = peak_signal_noise_ratio(truth, model.to_pixels(denoised).numpy(), data_range=1.0)
+    assert psnr_out - psnr_noisy > 2.0, (psnr_noisy, psnr_out)
+
+
+def shapes_batches(n: int = 256, size: int = 16, batch: int = 32) -> list[dict]:
+    dm = ShapesDataModule(num_images=n, image_size=size, batch_size=batch, split_seed=0)
+    dm.setup("fit")
+    return list(dm.train_dataloader())
+
+
+def test_kl_sparsity_pulls_the_mean_activation_toward_the_target():
+    batches = shapes_batches()
+
+    def mean_activation(weight: float) -> float:
+        torch.manual_seed(0)
+        model = Autoencoder(
+            net=partial(StackedDenseNet, hidden=(64,), latent_dim=32),
+            code_activation="Sigmoid",
+            sparsity_target=0.1,
+            sparsity_weight=weight,
+            in_channels=1,
+            image_size=16,
+        )
+        train(model, batches, steps=300)
+        with torch.no_grad():
+            return float(torch.cat([model.encode(b["image"]) for b in batches]).mean())
+
+    plain, sparse = mean_activation(0.0), mean_activation(0.5)
+    assert abs(sparse - 0.1) < 0.03 and abs(sparse - 0.1) < 0.5 * abs(plain - 0.1), (plain, sparse)
+
+
+def test_l1_penalty_gives_more_near_zero_codes():
+    batches = shapes_batches()
+
+    def near_zero_fraction(weight: float) -> float:
+        torch.manual_seed(0)
+        model = Autoencoder(
+            net=partial(StackedDenseNet, hidden=(64,), latent_dim=32), l1_weight=weight, in_channels=1, image_size=16
+        )
+        train(model, batches, steps=300)
+        with torch.no_grad():
+            codes = torch.cat([model.encode(b["image"]) for b in batches])
+        return float((codes.abs() < 0.05).float().mean())
+
+    plain, sparse = near_zero_fraction(0.0), near_zero_fraction(0.01)
+    assert sparse > plain + 0.3, (plain, sparse)
+
+
+def test_conditional_vae_decodes_the_same_z_differently_per_label():
+    batches = shapes_batches(size=16)
+    torch.manual_seed(0)
+    model = ConditionalVAE(num_classes=3, in_channels=1, image_size=16, hidden_channels=(8, 16, 32), latent_dim=4)
+    train(model, batches, steps=150)
+    x, label = batches[0]["image"][:8], batches[0]["label"][:8]
+    with torch.no_grad():
+        z = model.encode(x, label).mode()  # codes of real shapes (position, size, ...)
+        images = [model.to_pixels(model.decode(z, torch.full((8,), k))) for k in range(3)]
+    for a in range(3):
+        for b in range(a + 1, 3):
+            change = (images[a] - images[b]).abs().mean() / (0.5 * (images[a] + images[b]).mean())
+            assert change > 0.1, (a, b, float(change))  # a different class, not the same picture
+    samples = model.sample(6, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (6, 1, 16, 16)
+
+
+def test_conditional_vae_label_is_required_and_checked():
+    model = ConditionalVAE(num_classes=3, in_channels=1, image_size=16, hidden_channels=(8,), latent_dim=2)
+    x = torch.randn(2, 1, 16, 16)
+    with pytest.raises(ValueError, match="needs class labels"):
+        model.loss_parts({"image": x})
+    with pytest.raises(ValueError, match="shape \\(2,\\), got shape \\(2, 1\\)"):
+        model.encode(x, torch.tensor([[0], [1]]))
+    with pytest.raises(ValueError, match="dtype torch.float32"):
+        model.encode(x, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="must lie in \\[0, 3\\)"):
+        model.encode(x, torch.tensor([0, 3]))
+
+
+# ---------------------------------------------------------------- latent views and anomaly scores
+def fit_small(model, tmp_path, callbacks, epochs: int = 1, num_images: int = 48):
+    data = ShapesDataModule(num_images=num_images, image_size=16, batch_size=8)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        callbacks=callbacks,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, data)
+    return trainer, data
+
+
+def test_latent_views_of_a_2d_code(tmp_path):
+    model = Autoencoder(net=partial(ConvNet, hidden_channels=(8, 16), latent_dim=2), in_channels=1, image_size=16)
+    fit_small(model, tmp_path, [LatentViews(grid_size=5)])
+    pngs = sorted(p.name for p in (tmp_path / "images").glob("*.png"))
+    assert pngs == ["latent_grid_epoch=000.png", "latent_scatter_epoch=000.png"]
+    assert model.training  # left in train mode, as Lightning leaves it after fit
+
+
+def test_latent_views_of_a_larger_code(tmp_path):
+    model = VAE(in_channels=1, image_size=16, hidden_channels=(8, 16), latent_dim=5)
+    fit_small(model, tmp_path, [LatentViews(every_n_epochs=1)], epochs=1)
+    names = {p.name for p in (tmp_path / "images").glob("*.png")}
+    assert {"latent_pca_epoch=000.png", "latent_tsne_epoch=000.png"} <= names
+
+
+def test_anomaly_scores_flag_errors_above_the_validation_percentile(tmp_path):
+    model = Autoencoder(net=partial(StackedDenseNet, hidden=(32,), latent_dim=4), in_channels=1, image_size=16)
+    trainer, data = fit_small(model, tmp_path, [], epochs=2, num_images=80)
+    writer = AnomalyScores(percentile=90)
+    predictor = L.Trainer(default_root_dir=tmp_path, logger=False, callbacks=[writer], enable_progress_bar=False)
+    predictor.predict(model, datamodule=data, return_predictions=False)
+    info = json.loads((tmp_path / "anomaly_threshold.json").read_text())
+    with open(tmp_path / "anomaly_scores.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(data.val_set) == info["scored_images"] == 20
+    errors = np.array([float(r["mse"]) for r in rows])
+    # the predict split is the validation split here: 10% of it lies above its 90th percentile
+    assert info["threshold"] == pytest.approx(np.percentile(errors, 90), rel=1e-4)
+    assert sum(int(r["anomaly"]) for r in rows) == info["anomalies"] == 2
+    assert {int(r["index"]) for r in rows} == set(data.val_set.indices)
+    assert {"label"} <= set(rows[0])
