@@ -1,4 +1,4 @@
-"""Figures shared by callbacks and commands: image grids and loss curves (matplotlib, Agg backend)."""
+"""Figures shared by callbacks and commands: grids, loss curves, traversals, GIFs, bar charts (matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -69,6 +69,136 @@ def plot_curves(
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def load_png(path: str | Path) -> torch.Tensor:
+    """An image file as a [0, 1] RGB tensor (3, H, W) (to show a saved figure on W&B / TensorBoard)."""
+    from PIL import Image
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    with Image.open(path) as img:
+        return pil_to_tensor(img.convert("RGB")).float() / 255
+
+
+def traversal_figure(
+    panels: Mapping[str, torch.Tensor],
+    row_labels: Sequence[str],
+    values: Sequence[float],
+    path: str | Path,
+    reference: torch.Tensor | None = None,
+    title: str | None = None,
+    xlabel: str = "value of the dimension",
+) -> Path:
+    """Latent traversals as one figure: a panel per starting code, a row per dimension, a column per value.
+
+    ``panels`` maps a panel title to [0, 1] images (k, S, C, H, W) (k dimensions, S values); rows are
+    labelled with ``row_labels`` and columns with ``values``. ``reference`` (N, C, H, W), e.g. the input
+    over its reconstruction, is drawn in a narrow column on the left. Images are shown at least at
+    their pixel size.
+    """
+    first = next(iter(panels.values()))
+    k, s, _, h, w = first.shape
+    if len(row_labels) != k or len(values) != s:
+        raise ValueError(f"{k} rows x {s} columns need as many labels, got {len(row_labels)} and {len(values)}")
+    pad, dpi = 2, 100
+    scale = max(1, 48 // max(h, w))  # small images are drawn larger
+    grids = [make_grid(p.flatten(0, 1).float().cpu(), nrow=s, padding=pad, pad_value=1.0) for p in panels.values()]
+    columns = [make_grid(reference.float().cpu(), nrow=1, padding=pad, pad_value=1.0)] if reference is not None else []
+    widths = [max(g.shape[2] * scale / dpi, 0.5 if i < len(columns) else 2.2) for i, g in enumerate(columns + grids)]
+    height = max(g.shape[1] for g in columns + grids) * scale / dpi
+    fig, axes = plt.subplots(
+        1,
+        len(widths),
+        figsize=(sum(widths) + 1.4 + 0.3 * len(widths), height + 1.3 + (0.3 if title else 0.0)),
+        gridspec_kw={"width_ratios": widths},
+        squeeze=False,
+        layout="constrained",
+    )
+    axes = list(axes[0])
+    if reference is not None:
+        ax = axes.pop(0)
+        ax.imshow(columns[0].permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([pad + i * (h + pad) + h / 2 for i in range(len(reference))])
+        ax.set_yticklabels((["input", "recon."] + [""] * len(reference))[: len(reference)], fontsize=8)
+        ax.tick_params(length=0)
+        ax.set_title("reference", fontsize=9)
+    for i, (ax, name, grid) in enumerate(zip(axes, panels, grids, strict=True)):
+        ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_xticks([pad + j * (w + pad) + w / 2 for j in range(s)])
+        ax.set_xticklabels([f"{v:g}" for v in values], fontsize=8)
+        ax.set_yticks([pad + r * (h + pad) + h / 2 for r in range(k)])
+        ax.set_yticklabels(list(row_labels) if i == 0 else [""] * k, fontsize=8)
+        ax.tick_params(length=0)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def traversal_frames(panels: Mapping[str, torch.Tensor], padding: int = 2) -> list[torch.Tensor]:
+    """Animation frames of traversals (k, S, C, H, W): frame j shows value j of every row, one grid row
+    per panel; the values run forward and back so the animation loops smoothly."""
+    stacked = torch.stack(list(panels.values()))  # (P, k, S, C, H, W)
+    k, s = stacked.shape[1:3]
+    order = list(range(s)) + list(range(s - 2, 0, -1))
+    return [
+        make_grid(stacked[:, :, j].flatten(0, 1).float().cpu(), nrow=k, padding=padding, pad_value=1.0) for j in order
+    ]
+
+
+def save_gif(frames: Sequence[torch.Tensor], path: str | Path, duration_ms: int = 250) -> Path:
+    """Write [0, 1] frames (C, H, W) as a looping animated GIF, creating the folder."""
+    from PIL import Image
+
+    if not frames:
+        raise ValueError("save_gif needs at least one frame")
+    images = [
+        Image.fromarray((f.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).squeeze(-1).cpu().numpy()) for f in frames
+    ]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0)
+    return path
+
+
+def bar_chart(
+    groups: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    path: str | Path,
+    ylabel: str,
+    title: str | None = None,
+) -> Path:
+    """Grouped bars: one group per entry of ``groups`` (e.g. datasets), one bar per series (e.g. β)
+    in each, labelled with its value; ``None`` values are left out."""
+    n_series = max(1, len(series))
+    width = 0.8 / n_series
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(groups) * n_series + 1.5), 3.6))
+    for i, (name, values) in enumerate(series.items()):
+        xs = [g + (i - (n_series - 1) / 2) * width for g, v in enumerate(values) if v is not None]
+        ys = [v for v in values if v is not None]
+        bars = ax.bar(xs, ys, width=width * 0.95, label=name)
+        ax.bar_label(bars, fmt="%.3g", fontsize=8)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups)
+    ax.set_ylabel(ylabel)
+    ax.margins(y=0.15)
+    if title:
+        ax.set_title(title)
+    if series:
+        ax.legend(fontsize=8)  # also for one series: it names the β
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

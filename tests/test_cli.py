@@ -42,14 +42,34 @@ SHAPES = [
 
 def tiny_data_args(config: Path, tmp_path: Path) -> list[str]:
     """Overrides that point a config's data at something small that exists offline."""
+    from conftest import write_idx_set
+
     data = yaml.safe_load(config.read_text())["data"]
-    args = ["--data.init_args.batch_size=4", "--data.init_args.num_workers=0"]
     init = data.get("init_args", {})
+    kind = data["class_path"].rsplit(".", 1)[-1]
+    args = ["--data.init_args.batch_size=4", "--data.init_args.num_workers=0"]
+    root = tmp_path / "data"
+    if kind == "CelebADataModule":
+        folder = root / "img_align_celeba"
+        for i, path in enumerate(write_images(folder, 8, size=(178, 218), suffix=".jpg")):
+            path.rename(folder / f"{i + 1:06d}.jpg")  # CelebA's names
+    elif kind == "StanfordCarsDataModule":
+        write_images(root / "cars_train", 10, size=(120, 80), suffix=".jpg")
+        (tmp_path / "front.txt").write_text("".join(f"cars_train/img_{i:04d}.jpg\n" for i in range(8)))
+        args.append(f"--data.init_args.file_list={tmp_path / 'front.txt'}")
+    elif kind == "BatikDataModule":
+        write_images(root, 2, size=(300, 260), mode="L")
+        args += ["--data.init_args.num_patches=16", "--data.init_args.patch_size=128"]
+    elif kind in ("MNISTDataModule", "FashionMNISTDataModule"):
+        write_idx_set(root, n_train=12, n_test=4)
+        args.append("--data.init_args.download=false")
+    elif kind == "TexturesDataModule":
+        args.append("--data.init_args.num_patches=16")
+    elif "root" in init:  # any other folder of images (cats, ...)
+        write_images(root, 8, size=(178, 218))
     if "root" in init:
-        root = tmp_path / "data"
-        write_images(root, 8, size=(178, 218))  # CelebA's aligned size
         args.append(f"--data.init_args.root={root}")
-    if "num_images" in init or data["class_path"].endswith("ShapesDataModule"):
+    if "num_images" in init or kind == "ShapesDataModule":
         args.append("--data.init_args.num_images=16")
     return args
 

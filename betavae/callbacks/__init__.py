@@ -1,6 +1,25 @@
-"""Callbacks: image grids, loss curves (metrics, traversals and guards join them here)."""
+"""Callbacks: reconstruction metrics, FID/KID, latent traversals, image grids, loss curves, latent views,
+anomaly scores."""
 
+from betavae.callbacks.anomaly import AnomalyScores
 from betavae.callbacks.curves import LossCurves
+from betavae.callbacks.fid import FID, GenerativeScores, InceptionFeatures, InceptionWeightsError
 from betavae.callbacks.images import ImageGrids
+from betavae.callbacks.latent import LatentViews
+from betavae.callbacks.metrics import SSIM, ReconstructionMetrics, reconstruction_metrics
+from betavae.callbacks.traversal import LatentTraversal
 
-__all__ = ["ImageGrids", "LossCurves"]
+__all__ = [
+    "FID",
+    "AnomalyScores",
+    "LatentViews",
+    "SSIM",
+    "GenerativeScores",
+    "ImageGrids",
+    "InceptionFeatures",
+    "InceptionWeightsError",
+    "LatentTraversal",
+    "LossCurves",
+    "ReconstructionMetrics",
+    "reconstruction_metrics",
+]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 
+from betavae.callbacks._common import api_problem, due, evaluating, model_input, with_label
 from betavae.callbacks._output import log_image, run_dir
 from betavae.plotting import image_rows, save_png, square_grid
 
@@ -16,13 +19,14 @@ class ImageGrids(Callback):
     """Every ``every_n_epochs`` validation epochs (and after the last), on rank zero:
 
     - ``images/reconstructions_epoch=EEE.png``: the first ``num_images`` validation images (top row)
-      above their reconstructions from μ (bottom row);
+      above their reconstructions from μ (bottom row); for models that corrupt their input (denoising,
+      super-resolution) the corrupted input is shown between them and is what gets reconstructed;
     - ``images/samples_epoch=EEE.png``: ``num_samples`` decodings of fixed draws z ~ N(0, I)
       (for models with a ``sample`` method), the same z every time so epochs can be compared.
 
     Images are converted with the model's ``to_pixels`` (denormalized, [0, 1]). The same grids go to
     W&B / TensorBoard as ``val/reconstructions`` and ``val/samples`` when such a logger is attached.
-    The model's train/eval mode and the global RNG state are left as they were.
+    The model's train/eval mode and the RNG state are left as they were. Only rank zero draws and logs.
 
     Args:
         every_n_epochs: Period in validation epochs.
@@ -39,6 +43,16 @@ class ImageGrids(Callback):
         self.num_samples = num_samples
         self.seed = seed
         self._inputs: torch.Tensor | None = None
+        self._labels: torch.Tensor | None = None
+        self._no_samples: str | None = None
+        self._run_dir: Path | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._run_dir = run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
+        problem = api_problem(pl_module, sample=1) if self.num_samples > 0 else None
+        if problem and problem != self._no_samples:
+            rank_zero_warn(f"ImageGrids: {problem}; reconstruction grids only, no sample grids.")
+        self._no_samples = problem
 
     def on_validation_batch_end(
         self,
@@ -51,30 +65,32 @@ class ImageGrids(Callback):
     ) -> None:
         if batch_idx == 0 and dataloader_idx == 0 and trainer.is_global_zero:
             self._inputs = batch["image"][: self.num_images].detach()
-
-    def _due(self, trainer: L.Trainer) -> bool:
-        last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
-        return (trainer.current_epoch + 1) % self.every_n_epochs == 0 or last or bool(trainer.fast_dev_run)
+            labels = batch.get("label")
+            self._labels = labels[: self.num_images] if isinstance(labels, torch.Tensor) else None
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or self._inputs is None or not self._due(trainer):
+        if (
+            trainer.sanity_checking
+            or not trainer.is_global_zero
+            or self._inputs is None
+            or not due(trainer, self.every_n_epochs)
+        ):
             return
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            with torch.no_grad():
-                grids = {"reconstructions": self._reconstructions(pl_module)}
-                if callable(getattr(pl_module, "sample", None)) and self.num_samples > 0:
-                    generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
-                    samples = pl_module.sample(self.num_samples, generator=generator)
-                    grids["samples"] = square_grid(pl_module.to_pixels(samples))
-        finally:
-            pl_module.train(was_training)
-        folder = run_dir(trainer) / "images"
+        with evaluating(pl_module):
+            grids = {"reconstructions": self._reconstructions(pl_module)}
+            if self.num_samples > 0 and not api_problem(pl_module, sample=1):
+                generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+                samples = pl_module.sample(self.num_samples, generator=generator)
+                grids["samples"] = square_grid(pl_module.to_pixels(samples))
+        folder = (self._run_dir or run_dir(trainer)) / "images"
         for name, grid in grids.items():
             save_png(grid, folder / f"{name}_epoch={trainer.current_epoch:03d}.png")
             log_image(trainer, f"val/{name}", grid, caption=f"epoch {trainer.current_epoch}")
 
     def _reconstructions(self, pl_module: L.LightningModule) -> torch.Tensor:
         x = self._inputs.to(pl_module.device)
-        return image_rows([pl_module.to_pixels(x), pl_module.to_pixels(pl_module.reconstruct(x))])
+        labels = self._labels.to(pl_module.device) if self._labels is not None else None
+        x_in = model_input(pl_module, x)  # x itself unless the model corrupts its input
+        x_hat = with_label(pl_module.reconstruct, x_in, label=labels)
+        rows = [x, x_in, x_hat] if x_in is not x else [x, x_hat]
+        return image_rows([pl_module.to_pixels(row) for row in rows])

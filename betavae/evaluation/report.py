@@ -1,0 +1,180 @@
+"""``report``: one table across runs (datasets × β) as Markdown and CSV, and a bar chart per metric.
+
+Each run contributes the records ``evaluate`` wrote into its ``evaluation/`` folder; a run that was
+never evaluated contributes the last validation scores of its training log (``metrics.csv``, with the
+data and β read from its ``config.yaml`` and FID's sample count from ``fid.jsonl``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from betavae.callbacks._common import dataset_label
+from betavae.evaluation.evaluate import markdown_table
+from betavae.plotting import bar_chart
+
+CSV_FIELDS = (
+    "dataset",
+    "beta",
+    "ssim",
+    "psnr",
+    "fid",
+    "kid",
+    "n",
+    "evaluated_on",
+    "fid_num_samples",
+    "fid_num_real",
+    "fid_reference",
+    "model",
+    "latent_dim",
+    "epoch",
+    "run",
+    "source",
+)
+CHART_METRICS = (("ssim", "SSIM"), ("psnr", "PSNR (dB)"), ("fid", "FID"))
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _evaluation_records(run: Path) -> list[dict[str, Any]]:
+    records = []
+    for path in sorted(run.glob("**/evaluation/*.json")):
+        record = json.loads(path.read_text())
+        if "ssim" in record and "psnr" in record:  # skip traversal records
+            record.update(run=str(path.parent.parent), source=str(path))
+            records.append(record)
+    return records
+
+
+def _log_record(config_path: Path) -> dict[str, Any] | None:
+    """The last validation scores of a run's ``metrics.csv`` next to ``config_path``."""
+    run = config_path.parent
+    metrics = run / "metrics.csv"
+    if not metrics.is_file():
+        return None
+    config = yaml.safe_load(config_path.read_text()) or {}
+    data, model = config.get("data") or {}, config.get("model") or {}
+    data_args, model_args = data.get("init_args") or {}, model.get("init_args") or {}
+    with metrics.open() as f:
+        rows = list(csv.DictReader(f))
+    scored = [r for r in rows if r.get("val/psnr") or r.get("val/ssim")]
+    if not scored:
+        return None
+    last = scored[-1]
+    fids = [r for r in rows if r.get("val/fid")]
+    record: dict[str, Any] = {
+        "dataset": dataset_label(str(data.get("class_path", "unknown")), data_args.get("root"), data_args.get("name")),
+        "beta": _float(model_args.get("beta")),
+        "model": str(model.get("class_path", "")).rsplit(".", 1)[-1] or None,
+        "latent_dim": model_args.get("latent_dim"),
+        "ssim": _float(last.get("val/ssim")),
+        "psnr": _float(last.get("val/psnr")),
+        "fid": _float(fids[-1]["val/fid"]) if fids else None,
+        "kid": _float(fids[-1].get("val/kid")) if fids else None,
+        "n": None,
+        "epoch": int(float(last["epoch"])) if last.get("epoch") else None,
+        "run": str(run),
+        "source": str(metrics),
+    }
+    record["evaluated_on"] = f"validation, training log (epoch {record['epoch']})"
+    fid_log = run / "fid.jsonl"
+    if fids and fid_log.is_file():
+        lines = [json.loads(line) for line in fid_log.read_text().splitlines() if line.strip()]
+        if lines:
+            record.update(
+                fid_num_samples=lines[-1].get("num_samples"),
+                fid_num_real=lines[-1].get("num_real"),
+                fid_reference=lines[-1].get("reference"),
+            )
+    return record
+
+
+def collect(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Every result under ``run_dirs`` (run folders, or experiment folders holding ``version_*``).
+
+    Raises:
+        FileNotFoundError: a folder does not exist, or nothing under it has scores.
+    """
+    records: list[dict[str, Any]] = []
+    for run_dir in run_dirs:
+        run = Path(run_dir).expanduser()
+        if not run.is_dir():
+            raise FileNotFoundError(f"run folder {run} does not exist")
+        found = _evaluation_records(run)
+        evaluated = {Path(r["run"]).resolve() for r in found}
+        for config_path in sorted(run.glob("**/config.yaml")):
+            if config_path.parent.resolve() not in evaluated and (record := _log_record(config_path)):
+                found.append(record)
+        if not found:
+            raise FileNotFoundError(
+                f"no scores under {run}: run `python -m betavae evaluate --ckpt_path {run}/…/checkpoints/last.ckpt` "
+                "first, or train with the ReconstructionMetrics callback (metrics.csv with val/psnr)"
+            )
+        records.extend(found)
+    return sorted(records, key=lambda r: (str(r.get("dataset")), _float(r.get("beta")) or 0.0, str(r.get("run"))))
+
+
+def series_labels(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A bar label per record: ``β=10``, made unique with the evaluation set, run and checkpoint."""
+    labels = []
+    for r in records:
+        beta = _float(r.get("beta"))
+        label = f"β={beta:g}" if beta is not None else str(r.get("model") or "β=?")
+        if r.get("evaluated_on") and not str(r["evaluated_on"]).startswith("validation"):
+            label += f" ({r['evaluated_on']})"
+        labels.append(label)
+    keys = [(str(r.get("dataset")), label) for r, label in zip(records, labels, strict=True)]
+    return [
+        f"{label} · {_origin(r)}" if keys.count(key) > 1 else label
+        for r, label, key in zip(records, labels, keys, strict=True)
+    ]
+
+
+def _origin(record: Mapping[str, Any]) -> str:
+    """``experiment/version_N[/checkpoint]``: where a record comes from, for telling bars apart."""
+    run = Path(str(record.get("run")))
+    origin = f"{run.parent.name}/{run.name}"
+    return origin + (f"/{Path(str(record['checkpoint'])).stem}" if record.get("checkpoint") else "")
+
+
+def write_report(records: Sequence[Mapping[str, Any]], output_dir: str | Path) -> dict[str, Path]:
+    """``results.md``, ``results.csv`` and ``<metric>.png`` (SSIM, PSNR, FID; those with values) in ``output_dir``."""
+    out = Path(output_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"markdown": out / "results.md", "csv": out / "results.csv"}
+    files["markdown"].write_text(markdown_table(records) + "\n")
+    with files["csv"].open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(records)
+    datasets = list(dict.fromkeys(str(r.get("dataset")) for r in records))
+    labels = series_labels(records)
+    for key, name in CHART_METRICS:
+        if all(_float(r.get(key)) is None for r in records):
+            continue
+        series: dict[str, list[float | None]] = {}
+        for record, label in zip(records, labels, strict=True):
+            values = series.setdefault(label, [None] * len(datasets))
+            values[datasets.index(str(record.get("dataset")))] = _float(record.get(key))
+        files[key] = bar_chart(datasets, series, out / f"{key}.png", name, title=f"{name} by dataset and β")
+    return files
+
+
+def report(run_dirs: Sequence[str | Path], output_dir: str | Path = "report") -> dict[str, Path]:
+    """Collect the results of ``run_dirs``, write the report to ``output_dir`` and print the table."""
+    records = collect(run_dirs)
+    files = write_report(records, output_dir)
+    print(markdown_table(records))
+    print("\n" + "\n".join(f"{kind}: {path}" for kind, path in files.items()))
+    return files
