@@ -148,6 +148,8 @@ def test_callback_skips_models_without_reconstruct_with_one_warning(tmp_path):
 class IdentityDenoiser(DimmingAutoencoder):
     """Masks half the pixels and 'reconstructs' by returning its input: its score is the corruption's."""
 
+    corrupts_input = True
+
     def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         keep = torch.rand(x.shape, generator=generator, device=x.device) < 0.5
         return self.normalize(self.to_pixels(x) * keep)
@@ -165,10 +167,10 @@ def test_denoisers_are_scored_on_reconstructing_the_corrupted_input(tmp_path):
     )
     logged = trainer.validate(model, data, verbose=False)[0]
     clean, corrupted = [], []
-    for batch_idx, batch in enumerate(data.val_dataloader()):  # the callback seeds the corruption by batch index
-        x = batch["image"]
+    for item in data.val_set:  # each image's corruption is seeded by its dataset index
+        x = item["image"].unsqueeze(0)  # (1, C, H, W)
         clean.append(model.to_pixels(x))
-        corrupted.append(model.to_pixels(model.corrupt(x, torch.Generator().manual_seed(batch_idx))))
+        corrupted.append(model.to_pixels(model.corrupt(x, torch.Generator().manual_seed(int(item["index"])))))
     psnr, ssim = skimage_scores(torch.cat(corrupted), torch.cat(clean))
     assert psnr < 20  # half the pixels masked (shapes are mostly black background): far from perfect
     assert logged["val/psnr"] == pytest.approx(psnr, abs=1e-3)

@@ -158,9 +158,33 @@ def test_only_the_input_is_corrupted_and_validation_noise_is_fixed():
     # validation: the same noise every time, and the target is the clean image
     a, b = model.loss_parts(batch)["recon"], model.loss_parts(batch)["recon"]
     assert torch.equal(a, b)
-    gen = torch.Generator().manual_seed(0)
-    raw = model.net.decode(model.encode(model.corrupt(x, gen)))
+    gen = torch.Generator()
+    noisy = torch.cat([model.corrupt(x[i : i + 1], gen.manual_seed(i)) for i in range(4)])  # seeded per image
+    raw = model.net.decode(model.encode(noisy))
     torch.testing.assert_close(a, ((model.output_to_image(raw) - x) ** 2).mean())
+    # the same images in another order and batching: the same corruption, so the same per-image errors
+    order = torch.tensor([2, 0])
+    part = model.loss_parts({"image": x[order], "index": order})["recon"]
+    raw2 = model.net.decode(model.encode(noisy[order]))
+    torch.testing.assert_close(part, ((model.output_to_image(raw2) - x[order]) ** 2).mean())
+
+
+def test_vae_validation_loss_is_independent_of_rng_batching_and_order():
+    model = BetaVAE(in_channels=1, image_size=16, hidden_channels=(8, 16), latent_dim=4).eval()
+    x = torch.randn(6, 1, 16, 16)
+    index = torch.arange(10, 16)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        whole = model.loss_parts({"image": x, "index": index})["recon"]
+        torch.manual_seed(1)  # another global RNG state changes nothing
+        again = model.loss_parts({"image": x, "index": index})["recon"]
+        halves = [model.loss_parts({"image": x[s], "index": index[s]})["recon"] for s in (slice(3, 6), slice(0, 3))]
+    assert torch.equal(whole, again)
+    torch.testing.assert_close(whole, (halves[0] + halves[1]) / 2)  # equal halves: mean of means = mean
+    model.train()
+    with torch.no_grad():
+        a, b = (model.loss_parts({"image": x, "index": index})["recon"] for _ in range(2))
+    assert not torch.equal(a, b)  # training draws fresh ε
 
 
 # ---------------------------------------------------------------- they learn what they are for

@@ -64,13 +64,16 @@ def api_problem(module: torch.nn.Module, **calls: int) -> str | None:
     return None
 
 
-def model_input(module: Any, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """What the model reconstructs ``x`` from: ``module.corrupt(x)`` with a corruption seeded by ``seed``
-    (denoising, masking, super-resolution models), else ``x`` itself (the same object)."""
-    corrupt = getattr(module, "corrupt", None)
-    if not callable(corrupt):
+def model_input(module: Any, batch: dict[str, Any]) -> torch.Tensor:
+    """What the model reconstructs ``batch["image"]`` from: for models that corrupt their input
+    (denoising, masking, super-resolution) the corrupted images, each seeded by its dataset index as in
+    the model's validation loss (``corrupt_seeded``); else the images themselves (the same object)."""
+    x = batch["image"]
+    if not getattr(module, "corrupts_input", False) or not callable(getattr(module, "corrupt_seeded", None)):
         return x
-    return corrupt(x, torch.Generator(device=x.device).manual_seed(seed))
+    index = batch.get("index")
+    seeds = index.tolist() if isinstance(index, torch.Tensor) else list(range(x.shape[0]))
+    return module.corrupt_seeded(x, seeds)
 
 
 def takes_label(fn: Any) -> bool:

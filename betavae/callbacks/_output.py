@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import lightning as L
@@ -9,9 +10,19 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 
+_RUN_DIRS: weakref.WeakKeyDictionary[L.Trainer, Path] = weakref.WeakKeyDictionary()
+
+
 def run_dir(trainer: L.Trainer) -> Path:
-    """The run directory: the first logger's versioned folder, else the trainer's ``default_root_dir``."""
-    return Path(trainer.log_dir or trainer.default_root_dir)
+    """The run directory: the first logger's versioned folder, else the trainer's ``default_root_dir``.
+
+    ``trainer.log_dir`` is a collective under DDP (rank zero broadcasts its folder), so the first call
+    must happen on every process, e.g. in a callback's ``setup``; later calls, on any rank alone, get the
+    remembered folder.
+    """
+    if trainer not in _RUN_DIRS:
+        _RUN_DIRS[trainer] = Path(trainer.log_dir or trainer.default_root_dir)
+    return _RUN_DIRS[trainer]
 
 
 def log_image(trainer: L.Trainer, key: str, image: torch.Tensor, caption: str | None = None) -> None:

@@ -37,6 +37,9 @@ class AnomalyScores(BasePredictionWriter):
         self.threshold = threshold
         self.filename = filename
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
+
     def validation_errors(self, trainer: L.Trainer, pl_module: L.LightningModule) -> np.ndarray:
         """``predict_step``'s error over every image of the validation split."""
         errors = []

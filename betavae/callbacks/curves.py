@@ -27,6 +27,9 @@ class LossCurves(Callback):
         self.parts = parts
         self.history: dict[str, list[tuple[int, float]]] = {}
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
+
     def _record(self, trainer: L.Trainer, prefix: str) -> None:
         for key, value in trainer.callback_metrics.items():
             if key.startswith(prefix) and value.numel() == 1:

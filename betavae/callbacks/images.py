@@ -44,6 +44,7 @@ class ImageGrids(Callback):
         self.seed = seed
         self._inputs: torch.Tensor | None = None
         self._labels: torch.Tensor | None = None
+        self._index: dict[str, torch.Tensor] = {}
         self._no_samples: str | None = None
         self._run_dir: Path | None = None
 
@@ -67,6 +68,8 @@ class ImageGrids(Callback):
             self._inputs = batch["image"][: self.num_images].detach()
             labels = batch.get("label")
             self._labels = labels[: self.num_images] if isinstance(labels, torch.Tensor) else None
+            index = batch.get("index")
+            self._index = {"index": index[: self.num_images]} if isinstance(index, torch.Tensor) else {}
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if (
@@ -90,7 +93,7 @@ class ImageGrids(Callback):
     def _reconstructions(self, pl_module: L.LightningModule) -> torch.Tensor:
         x = self._inputs.to(pl_module.device)
         labels = self._labels.to(pl_module.device) if self._labels is not None else None
-        x_in = model_input(pl_module, x)  # x itself unless the model corrupts its input
+        x_in = model_input(pl_module, {"image": x, **self._index})  # x itself unless the model corrupts its input
         x_hat = with_label(pl_module.reconstruct, x_in, label=labels)
         rows = [x, x_in, x_hat] if x_in is not x else [x, x_hat]
         return image_rows([pl_module.to_pixels(row) for row in rows])

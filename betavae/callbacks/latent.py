@@ -68,6 +68,9 @@ class LatentViews(Callback):
         self._epoch = -1  # the epoch the codes come from
         self._drawn = -1  # the epoch last drawn
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
+
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._codes, self._labels, self._epoch = [], [], trainer.current_epoch
 

@@ -96,7 +96,8 @@ class ReconstructionMetrics(Callback):
 
     Models that corrupt their input (denoising, masking, super-resolution: ``model.corrupt(x)`` is not
     ``x``) are scored on their task: the reconstruction of the corrupted batch against the clean one,
-    with the corruption seeded by the batch index so every epoch sees the same corruption. The corrupted
+    each image's corruption seeded by its dataset index (as in the model's validation loss), so every
+    epoch, batching and number of processes sees the same corrupted images. The corrupted
     input's own scores are logged as ``val/psnr_input`` and ``val/ssim_input``: the baseline the model
     has to beat.
 
@@ -133,7 +134,7 @@ class ReconstructionMetrics(Callback):
             return
         x = batch["image"]  # (B, C, H, W), normalized
         with evaluating(pl_module):
-            x_in = model_input(pl_module, x, seed=batch_idx)  # x itself unless the model corrupts its input
+            x_in = model_input(pl_module, batch)  # x itself unless the model corrupts its input
             x_hat = with_label(pl_module.reconstruct, x_in, label=batch.get("label"))
             clean = pl_module.to_pixels(x)
             self.metrics.update(pl_module.to_pixels(x_hat), clean)

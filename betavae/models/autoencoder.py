@@ -13,7 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from betavae.models.base import AutoencoderModule
+from betavae.models.base import AutoencoderModule, image_seeds
 from betavae.models.corruption import Corruption
 
 #: builds a network from (in_channels, image_size); in YAML a class path with its other init_args
@@ -103,16 +103,17 @@ class Autoencoder(AutoencoderModule):
         return self.encode(x).flatten(1)
 
     # ----------------------------------------------------------------- loss
-    def _validation_generator(self, batch: dict[str, Any]) -> torch.Generator | None:
-        """The same corruption for the same validation batch in every epoch."""
-        if self.training or self.corruption is None:
-            return None
-        first = int(batch["index"][0]) if "index" in batch else 0
-        return torch.Generator(device=batch["image"].device).manual_seed(first)
+    @property
+    def corrupts_input(self) -> bool:
+        return self.corruption is not None
 
     def loss_parts(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         x = batch["image"]
-        code = self.encode(self.corrupt(x, self._validation_generator(batch)))
+        if self.training:
+            x_in = self.corrupt(x)
+        else:  # validation / test: each image corrupted the same way in every epoch and on any process
+            x_in = self.corrupt_seeded(x, image_seeds(batch))
+        code = self.encode(x_in)
         recon = self.reconstruction_loss(self.net.decode(code), x)
         parts = {"recon": recon}
         hp = self.hparams

@@ -20,6 +20,14 @@ import torch.nn.functional as F
 from betavae.normalization import check_stats, imagenet_stats
 
 
+def image_seeds(batch: dict[str, Any]) -> list[int]:
+    """A seed per image of ``batch``: its dataset ``"index"``, else its position in the batch."""
+    index = batch.get("index")
+    if isinstance(index, torch.Tensor):
+        return [int(i) for i in index.tolist()]
+    return list(range(batch["image"].shape[0]))
+
+
 class NonFiniteLossError(RuntimeError):
     """Raised when a training loss is NaN or infinite; the step's update is not applied."""
 
@@ -51,6 +59,9 @@ class AutoencoderModule(L.LightningModule):
         output_activation: For ``"mse"``: ``"identity"`` (a linear output in normalized space) or
             ``"sigmoid"`` (the decoder predicts pixels through a sigmoid, then they are normalized).
             ``"bce"`` always uses the sigmoid.
+        compile: Compile the model's networks with ``torch.compile`` (in place, so checkpoints keep
+            their keys) when training or evaluation starts. Scores stay those of the eager model
+            within float tolerance (``scripts/benchmark_scaling.py`` measures speed and agreement).
     """
 
     def __init__(
@@ -65,6 +76,7 @@ class AutoencoderModule(L.LightningModule):
         likelihood: Literal["mse", "bce"] = "mse",
         reduction: Literal["mean", "sum"] = "mean",
         output_activation: Literal["identity", "sigmoid"] = "identity",
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -83,6 +95,13 @@ class AutoencoderModule(L.LightningModule):
         self.image_size = image_size
         self.register_buffer("pixel_mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def configure_model(self) -> None:
+        """With ``compile``: ``torch.compile`` every child network in place (once)."""
+        if self.hparams.get("compile") and not getattr(self, "_compiled", False):
+            for child in self.children():
+                child.compile()
+            self._compiled = True
 
     # ----------------------------------------------------------------- value range
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -114,6 +133,20 @@ class AutoencoderModule(L.LightningModule):
     def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The input the model learns to reconstruct ``x`` from; ``x`` itself unless a variant corrupts it."""
         return x
+
+    @property
+    def corrupts_input(self) -> bool:
+        """Whether ``corrupt`` changes the input (denoising, masking, super-resolution models)."""
+        return False
+
+    def corrupt_seeded(self, x: torch.Tensor, seeds: Sequence[int]) -> torch.Tensor:
+        """``corrupt(x)`` with image ``i``'s corruption seeded by ``seeds[i]`` (its dataset index), so a
+        validation image is corrupted the same way whatever the batching, order or number of processes;
+        ``x`` itself (the same object) for models that do not corrupt their input."""
+        if not self.corrupts_input:
+            return x
+        generator = torch.Generator(device=x.device)
+        return torch.cat([self.corrupt(x[i : i + 1], generator.manual_seed(int(s))) for i, s in enumerate(seeds)])
 
     def reconstruct(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         """The deterministic reconstruction of ``x`` (normalized space in and out)."""

@@ -23,10 +23,14 @@ class DiagonalGaussian:
     def std(self) -> torch.Tensor:
         return torch.exp(0.5 * self.logvar)
 
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """A reparameterised draw z = μ + σ·ε, ε ~ N(0, I); differentiable in μ and log σ²."""
-        eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
-        return self.mean + self.std * eps
+    def sample(self, generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """A reparameterised draw z = μ + σ·ε, ε ~ N(0, I); differentiable in μ and log σ².
+
+        ``noise`` gives ε (same shape as μ) instead of drawing it (with ``generator``)."""
+        eps = noise
+        if eps is None:
+            eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + self.std * eps.to(self.mean.dtype)
 
     def mode(self) -> torch.Tensor:
         """The most likely code, μ."""

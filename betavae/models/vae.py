@@ -9,11 +9,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from betavae.models.base import AutoencoderModule
+from betavae.models.base import AutoencoderModule, image_seeds
 from betavae.models.posterior import DiagonalGaussian
 from betavae.nets import ConvDecoder, ConvEncoder
 
 STUDY_HIDDEN_CHANNELS = (32, 64, 128, 256, 512)
+
+
+def image_noise(batch: dict[str, Any], mean: torch.Tensor) -> torch.Tensor:
+    """ε ~ N(0, I) like ``mean`` (B, D), each image's row seeded by its dataset ``"index"`` (else its
+    position in the batch): validation and test losses do not depend on the RNG state, the batch size,
+    the order or the number of processes the images are spread over."""
+    seeds = image_seeds(batch)
+    generator = torch.Generator(device=mean.device)
+    rows = [torch.randn(mean.shape[1:], generator=generator.manual_seed(int(s)), device=mean.device) for s in seeds]
+    return torch.stack(rows).to(mean.dtype)  # (B, D)
 
 
 class VAE(AutoencoderModule):
@@ -99,7 +109,8 @@ class VAE(AutoencoderModule):
     def loss_parts(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         x, label = batch["image"], batch.get("label")
         posterior = self.encode(x, label)
-        recon = self.reconstruction_loss(self.decode_raw(posterior.sample(), label), x)
+        noise = None if self.training else image_noise(batch, posterior.mean)  # validation: the same ε every time
+        recon = self.reconstruction_loss(self.decode_raw(posterior.sample(noise=noise), label), x)
         kl = posterior.kl().mean()
         extra = self.kl_penalty(kl)
         return {"loss": recon + extra.pop("kl_term"), "recon": recon, "kl": kl, **extra}
