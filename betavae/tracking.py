@@ -11,7 +11,9 @@ Every W&B run gets, before it starts:
   in that checkpoint's run directory (``wandb_id``), so the resumed run continues the same W&B run; else
   on SLURM ``<name>-<SLURM_JOB_ID>`` (array jobs ``<jobid>_<taskid>``), which a requeued job gets again;
   else a fresh id. The id is written to ``wandb_id`` in the run directory (and, on SLURM, in
-  ``trainer.default_root_dir``, where Lightning keeps its ``hpc_ckpt_N.ckpt``).
+  ``trainer.default_root_dir``, where Lightning keeps its ``hpc_ckpt_N.ckpt``; read back only when such
+  a checkpoint is there, i.e. when Lightning resumes from it). Runs started by a W&B sweep agent keep
+  the agent's id (``WANDB_RUN_ID``): W&B ignores any other inside a sweep.
 """
 
 from __future__ import annotations
@@ -90,8 +92,9 @@ def resume_folders(trainer: L.Trainer, ckpt_path: str | None) -> list[Path]:
     if ckpt_path and ckpt_path not in ("best", "last", "hpc", "registry"):
         folder = Path(ckpt_path).expanduser().resolve().parent
         folders.append(folder.parent if folder.name == "checkpoints" else folder)
-    if slurm_job_id() is not None:
-        folders.append(Path(trainer.default_root_dir))
+    root = Path(trainer.default_root_dir)
+    if slurm_job_id() is not None and any(root.glob("hpc_ckpt_*.ckpt")):  # Lightning will auto-resume from there
+        folders.append(root)
     return folders
 
 
@@ -123,10 +126,14 @@ def prepare_wandb(trainer: L.Trainer, model: Any, datamodule: Any, ckpt_path: st
         init["config"] = {**info, **(init.get("config") or {})}
         init["group"] = init.get("group") or str(info["dataset"])
         init["tags"] = list(dict.fromkeys([*(init.get("tags") or []), *run_tags(info)]))
-        if not init.get("id"):
+        if os.environ.get("WANDB_SWEEP_ID"):  # a sweep agent's run: W&B ignores init(id=...) and uses its own
+            init["id"] = os.environ.get("WANDB_RUN_ID") or init.get("id")
+        elif not init.get("id"):
             init["id"] = wandb_run_id(trainer, init.get("name") or init.get("project"), ckpt_path)
             init["resume"] = "allow"
         logger._id = init["id"]
+        if not init["id"]:
+            continue
         folders = [Path(trainer.log_dir or trainer.default_root_dir)]
         if slurm_job_id() is not None:
             folders.append(Path(trainer.default_root_dir))

@@ -49,8 +49,11 @@ def test_run_id_rule(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
     assert wandb_run_id(trainer, "celeba", None) == "celeba-77_3"
-    Path(trainer.default_root_dir).mkdir()
-    (Path(trainer.default_root_dir) / ID_FILE).write_text("kept\n")  # where Lightning's hpc_ckpt_N.ckpt lives
+    root = Path(trainer.default_root_dir)
+    root.mkdir()
+    (root / ID_FILE).write_text("kept\n")  # where Lightning keeps its hpc_ckpt_N.ckpt
+    assert wandb_run_id(trainer, "celeba", None) == "celeba-77_3"  # no hpc checkpoint: not a resume
+    (root / "hpc_ckpt_1.ckpt").write_bytes(b"")
     assert wandb_run_id(trainer, "celeba", None) == "kept"
 
 
