@@ -142,3 +142,38 @@ def test_report_names_a_folder_without_results(tmp_path):
 def test_markdown_table_marks_missing_values():
     table = markdown_table([{"dataset": "celeba", "beta": 100.0, "ssim": 0.51234, "psnr": 21.0, "n": 50000}])
     assert table.splitlines()[2] == "| celeba | 100 | 0.512 | 21.00 | — | 50000 | — | — |"
+
+
+def test_study_tables_split_reconstruction_fid_and_the_kld_weight_comparison():
+    from betavae.evaluation.report import study_tables
+
+    def record(dataset, beta, kld, ssim, fid):
+        return {
+            "dataset": dataset,
+            "beta": beta,
+            "kld_weight": kld,
+            "ssim": ssim,
+            "psnr": 20.0,
+            "fid": fid,
+            "n": 100,
+            "evaluated_on": "validation split",
+            "fid_num_samples": 2400,
+            "fid_reference": f"{dataset} validation split",
+            "fid_num_real": 100,
+        }
+
+    records = [
+        record("batik", 1.0, 0.0025, 0.30, 80.0),
+        record("batik", 1.0, 1e-6, 0.60, 120.0),
+        record("batik", 10.0, 0.0025, 0.25, 90.0),
+        record("celeba", 10.0, 0.0025, 0.40, 60.0),
+    ]
+    text = study_tables(records)
+    recon, fid, kld = text.split("## ")[1:]
+    assert recon.count("\n| batik") == 3 and "| celeba | 10 | 0.0025 | 0.400 | 20.00 | 100 |" in recon
+    assert "| celeba | 10 | 0.0025 | 60.00 |" in fid and "2400 / celeba validation split (n=100)" in fid
+    kld_rows = [line for line in kld.splitlines() if line.startswith("| batik")]
+    assert kld_rows == [
+        "| batik | 1 | 0.0025 | 0.0025 | 0.300 | 20.00 | 80.00 |",
+        "| batik | 1 | 1e-06 | 1e-06 | 0.600 | 20.00 | 120.00 |",
+    ]  # only the dataset and β trained with two kld_weights, largest weight first

@@ -192,6 +192,36 @@ class InceptionFeatures(nn.Module):
         return f"InceptionV3 (torch-fidelity, {Path(self.weights_path).name}, {self.num_features} features)"
 
 
+class PixelFeatures(nn.Module):
+    """A cheap stand-in feature network for smoke runs and tests: the mean channel average-pooled to
+    ``size`` × ``size`` pixels, a fixed seeded random projection to ``num_features`` and a tanh.
+
+    Needs no weights file, so FID can run offline end to end; its scores are not comparable with
+    Inception FIDs (or with each other across ``num_features``, ``size`` and ``seed``).
+
+    Args:
+        num_features: Feature size.
+        size: Pooled image side.
+        seed: Seed of the projection.
+    """
+
+    def __init__(self, num_features: int = 64, size: int = 8, seed: int = 0) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.size = size
+        generator = torch.Generator().manual_seed(seed)
+        weight = torch.randn(num_features, size * size, generator=generator) / size  # (d, size²), unit-ish scale
+        self.register_buffer("weight", weight)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pooled = nn.functional.adaptive_avg_pool2d(images.mean(dim=1, keepdim=True), self.size)  # (B, 1, s, s)
+        centred = pooled.flatten(1) * 2 - 1  # [0, 1] → [-1, 1]
+        return torch.tanh(centred @ self.weight.T)  # (B, num_features)
+
+    def __repr__(self) -> str:
+        return f"PixelFeatures (stand-in, not Inception; {self.size}x{self.size} pixels -> {self.num_features})"
+
+
 class _Precomputed(nn.Identity):
     """The 'feature network' of torchmetrics' FID/KID when features are computed beforehand."""
 

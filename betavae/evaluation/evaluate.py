@@ -174,6 +174,7 @@ def evaluate_checkpoint(
     result: dict[str, Any] = {
         "dataset": dataset,
         "beta": hparams.get("beta"),
+        "kld_weight": hparams.get("kld_weight"),
         "model": type(model).__name__,
         "latent_dim": getattr(model, "latent_dim", None),
         "checkpoint": str(Path(ckpt_path).expanduser().resolve()),

@@ -16,12 +16,13 @@ from typing import Any
 import yaml
 
 from betavae.callbacks._common import dataset_label
-from betavae.evaluation.evaluate import markdown_table
+from betavae.evaluation.evaluate import markdown_table, table_cells
 from betavae.plotting import bar_chart
 
 CSV_FIELDS = (
     "dataset",
     "beta",
+    "kld_weight",
     "ssim",
     "psnr",
     "fid",
@@ -76,6 +77,7 @@ def _log_record(config_path: Path) -> dict[str, Any] | None:
     record: dict[str, Any] = {
         "dataset": dataset_label(str(data.get("class_path", "unknown")), data_args.get("root"), data_args.get("name")),
         "beta": _float(model_args.get("beta")),
+        "kld_weight": _float(model_args.get("kld_weight")),
         "model": str(model.get("class_path", "")).rsplit(".", 1)[-1] or None,
         "latent_dim": model_args.get("latent_dim"),
         "ssim": _float(last.get("val/ssim")),
@@ -148,12 +150,86 @@ def _origin(record: Mapping[str, Any]) -> str:
     return origin + (f"/{Path(str(record['checkpoint'])).stem}" if record.get("checkpoint") else "")
 
 
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def study_tables(records: Sequence[Mapping[str, Any]]) -> str:
+    """The study's three tables as Markdown: SSIM and PSNR per dataset and β; FID per dataset and β (with
+    the sample count and reference it rests on); and, for datasets trained with more than one
+    ``kld_weight`` at the same β (the study's batik runs), the kld_weight table."""
+    cells = [{**table_cells(r), "kld": _fmt_kld(r.get("kld_weight"))} for r in records]
+    parts = [
+        "## Reconstruction: SSIM and PSNR by dataset and β\n",
+        _table(
+            ["dataset", "β", "kld_weight", "SSIM", "PSNR (dB)", "n", "evaluated on"],
+            [[c["dataset"], c["beta"], c["kld"], c["ssim"], c["psnr"], c["n"], c["evaluated_on"]] for c in cells],
+        ),
+        "\n\n## Samples: FID by dataset and β\n",
+        _table(
+            ["dataset", "β", "kld_weight", "FID", "KID", "FID samples / reference", "feature network"],
+            [
+                [
+                    c["dataset"],
+                    c["beta"],
+                    c["kld"],
+                    c["fid"],
+                    _fmt_float(r.get("kid"), 4),
+                    c["fid_basis"],
+                    r.get("fid_feature_extractor") or "—",
+                ]
+                for c, r in zip(cells, records, strict=True)
+            ],
+        ),
+    ]
+    groups: dict[tuple[str, str], set[str]] = {}
+    for c in cells:
+        groups.setdefault((c["dataset"], c["beta"]), set()).add(c["kld"])
+    varied = [(c, r) for c, r in zip(cells, records, strict=True) if len(groups[(c["dataset"], c["beta"])]) > 1]
+    parts.append("\n\n## kld_weight: the same dataset and β with different KL weights\n")
+    if varied:
+        parts.append(
+            _table(
+                ["dataset", "β", "kld_weight", "β·kld_weight", "SSIM", "PSNR (dB)", "FID"],
+                [
+                    [c["dataset"], c["beta"], c["kld"], _fmt_kld(_product(r)), c["ssim"], c["psnr"], c["fid"]]
+                    for c, r in sorted(
+                        varied,
+                        key=lambda cr: (cr[0]["dataset"], cr[0]["beta"], -(_float(cr[1].get("kld_weight")) or 0)),
+                    )
+                ],
+            )
+        )
+    else:
+        parts.append("No dataset was trained with more than one kld_weight at the same β.")
+    return "".join(parts) + "\n"
+
+
+def _product(record: Mapping[str, Any]) -> float | None:
+    beta, kld = _float(record.get("beta")), _float(record.get("kld_weight"))
+    return beta * kld if beta is not None and kld is not None else None
+
+
+def _fmt_kld(value: Any) -> str:
+    value = _float(value)
+    return "—" if value is None else f"{value:g}"
+
+
+def _fmt_float(value: Any, digits: int) -> str:
+    value = _float(value)
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
 def write_report(records: Sequence[Mapping[str, Any]], output_dir: str | Path) -> dict[str, Path]:
-    """``results.md``, ``results.csv`` and ``<metric>.png`` (SSIM, PSNR, FID; those with values) in ``output_dir``."""
+    """``results.md``, ``results.csv``, ``study_tables.md`` (the study's three tables, see
+    ``study_tables``) and ``<metric>.png`` (SSIM, PSNR, FID; those with values) in ``output_dir``."""
     out = Path(output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    files = {"markdown": out / "results.md", "csv": out / "results.csv"}
+    files = {"markdown": out / "results.md", "csv": out / "results.csv", "study_tables": out / "study_tables.md"}
     files["markdown"].write_text(markdown_table(records) + "\n")
+    files["study_tables"].write_text(study_tables(records))
     with files["csv"].open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()

@@ -109,10 +109,8 @@ class Autoencoder(AutoencoderModule):
 
     def loss_parts(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         x = batch["image"]
-        if self.training:
-            x_in = self.corrupt(x)
-        else:  # validation / test: each image corrupted the same way in every epoch and on any process
-            x_in = self.corrupt_seeded(x, image_seeds(batch))
+        # validation / test: each image corrupted the same way in every epoch and on any process
+        x_in = self.corrupt(x) if self.training else self.corrupt_seeded(x, image_seeds(batch))
         code = self.encode(x_in)
         recon = self.reconstruction_loss(self.net.decode(code), x)
         parts = {"recon": recon}
