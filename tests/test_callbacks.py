@@ -229,6 +229,11 @@ def test_quickstart_shows_psnr_ssim_traversals_and_grids_in_the_run_and_the_offl
         for p in (tmp_path / "runs" / "quickstart" / "wandb").glob("offline-run-*/files/media/images/val/*.png")
     }
     assert {"traversal", "reconstructions", "samples"} <= media
+    import wandb
+
+    wandb.finish()  # flush the offline run's history
+    histograms = list((tmp_path / "runs" / "quickstart" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert histograms and b"val/kl_per_dim" in histograms[0].read_bytes()  # the KL-per-dimension histogram
 
 
 def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:

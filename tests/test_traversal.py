@@ -130,6 +130,8 @@ def test_callback_picks_the_largest_kl_dimensions_and_writes_png_and_gif(tmp_pat
     torch.testing.assert_close(callback.last_kl, analytic_kl(dm), rtol=1e-5, atol=1e-8)
     folder = Path(run.log_dir) / "images"
     assert (folder / "traversal_epoch=000.png").is_file()
+    kl_rows = (folder.parent / "kl_per_dim.csv").read_text().splitlines()  # the KL behind the ranking, per epoch
+    assert kl_rows[0].split(",")[:3] == ["epoch", "step", "z0"] and len(kl_rows) >= 2
     with Image.open(folder / "traversal_epoch=000.gif") as gif:
         assert gif.n_frames == 7 + 5  # -3 … 3 and back
 

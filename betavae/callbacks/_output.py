@@ -32,3 +32,15 @@ def log_image(trainer: L.Trainer, key: str, image: torch.Tensor, caption: str | 
             logger.log_image(key=key, images=[array], step=trainer.global_step, caption=[caption or key])
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, image.clamp(0, 1).cpu(), global_step=trainer.global_step)
+
+
+def log_histogram(trainer: L.Trainer, key: str, values: torch.Tensor) -> None:
+    """Show the distribution of ``values`` (1-d) on every W&B or TensorBoard logger at the global step."""
+    values = values.detach().float().cpu()
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            logger.log_metrics({key: wandb.Histogram(values.numpy())}, step=trainer.global_step)
+        elif isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_histogram(key, values, global_step=trainer.global_step)

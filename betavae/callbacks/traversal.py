@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from betavae.callbacks._common import api_problem, due, evaluating, with_label
-from betavae.callbacks._output import log_image, run_dir
+from betavae.callbacks._output import log_histogram, log_image, run_dir
 from betavae.plotting import load_png, save_gif, traversal_figure, traversal_frames
 
 
@@ -147,7 +147,9 @@ class LatentTraversal(Callback):
     KL(q(z_d | x) ‖ N(0, 1)) on that epoch's validation data, so inactive dimensions (KL ≈ 0, they
     decode to the same image) are left out; each row is labelled with its index and KL.
 
-    On rank zero it writes ``images/traversal_epoch=EEE.png`` (and ``.gif``, the animated sweep) in the
+    On rank zero it appends the mean KL of every dimension to ``kl_per_dim.csv`` (shown on W&B /
+    TensorBoard as the histogram ``val/kl_per_dim``) and writes ``images/traversal_epoch=EEE.png`` (and
+    ``.gif``, the animated sweep) in the
     run directory and shows the figure on W&B / TensorBoard as ``val/traversal``. The KL sums are
     gathered from every process. The model's train/eval mode and the RNG state are left as they were.
     Models whose ``encode`` returns no posterior, or without ``decode``, get one warning and no figure.
@@ -205,6 +207,21 @@ class LatentTraversal(Callback):
         problem = api_problem(pl_module, encode=1, decode=1, to_pixels=1)
         self._disable(problem)
 
+    def _record_kl(self, trainer: L.Trainer, kl: torch.Tensor) -> None:
+        """Append the mean KL per dimension to ``kl_per_dim.csv`` (epoch, step, one column per dimension)
+        and show its distribution as ``val/kl_per_dim`` on W&B / TensorBoard."""
+        path = (self._run_dir or run_dir(trainer)) / "kl_per_dim.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = not path.is_file()
+        with path.open("a") as f:
+            if header:
+                f.write(",".join(["epoch", "step", *(f"z{d}" for d in range(kl.numel()))]) + "\n")
+            f.write(
+                ",".join([str(trainer.current_epoch), str(trainer.global_step), *(f"{v:.6g}" for v in kl.tolist())])
+            )
+            f.write("\n")
+        log_histogram(trainer, "val/kl_per_dim", kl)
+
     def _disable(self, problem: str | None) -> None:
         if problem and problem != self.disabled:
             rank_zero_warn(f"LatentTraversal: {problem}; no traversals this run.")
@@ -250,6 +267,7 @@ class LatentTraversal(Callback):
         if not trainer.is_global_zero or self.reference is None:
             return
         kl = (total / count).cpu()
+        self._record_kl(trainer, kl)
         dims = check_dims(self.dims, kl.numel()) if self.dims is not None else top_dims(kl, self.top_k)
         self.last_dims, self.last_kl = dims, kl
         epoch = trainer.current_epoch
