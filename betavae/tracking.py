@@ -123,6 +123,9 @@ def prepare_wandb(trainer: L.Trainer, model: Any, datamodule: Any, ckpt_path: st
         if logger._experiment is not None:
             rank_zero_warn("the W&B run started before fit; its config, group, tags and id are left as they are")
             continue
+        if init.get("dir"):  # absolute: W&B's service process may live in another working directory
+            init["dir"] = str(Path(init["dir"]).expanduser().resolve())
+            logger._save_dir = init["dir"]
         init["config"] = {**info, **(init.get("config") or {})}
         init["group"] = init.get("group") or str(info["dataset"])
         init["tags"] = list(dict.fromkeys([*(init.get("tags") or []), *run_tags(info)]))

@@ -27,6 +27,18 @@ def _offline_wandb(monkeypatch: pytest.MonkeyPatch):
         wandb.finish()
 
 
+@pytest.fixture(autouse=True)
+def _keep_rank_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Trainer whose strategy claims a non-zero rank (faked SLURM ranks, ``RankOne``) sets the
+    process-wide rank of ``rank_zero_*``, which would silence loggers in later tests; restore it."""
+    from lightning.fabric.utilities import rank_zero as fabric_rank_zero
+    from lightning.pytorch.utilities import rank_zero as pytorch_rank_zero
+    from lightning_utilities.core import rank_zero as utils_rank_zero
+
+    for module in (fabric_rank_zero, pytorch_rank_zero, utils_rank_zero):
+        monkeypatch.setattr(module.rank_zero_only, "rank", getattr(module.rank_zero_only, "rank", 0))
+
+
 def write_images(
     folder: Path, count: int, size: tuple[int, int] = (40, 48), mode: str = "RGB", seed: int = 0, suffix: str = ".png"
 ) -> list[Path]:

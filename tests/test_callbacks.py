@@ -143,6 +143,14 @@ class RankOne(SingleDeviceStrategy):
     def is_global_zero(self) -> bool:
         return False
 
+    @property
+    def world_size(self) -> int:
+        return 2
+
+    @world_size.setter
+    def world_size(self, value: int) -> None:
+        pass
+
 
 def test_nothing_is_drawn_written_or_shown_on_a_non_zero_rank(tmp_path, monkeypatch):
     shown = []

@@ -33,17 +33,6 @@ BASH = shutil.which("bash")
 needs_bash = pytest.mark.skipif(BASH is None, reason="needs bash")
 
 
-@pytest.fixture(autouse=True)
-def _keep_rank_zero(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A Trainer built under a faked SLURM rank sets the process-wide rank of ``rank_zero_*``; restore it."""
-    from lightning.fabric.utilities import rank_zero as fabric_rank_zero
-    from lightning.pytorch.utilities import rank_zero as pytorch_rank_zero
-    from lightning_utilities.core import rank_zero as utils_rank_zero
-
-    for module in (fabric_rank_zero, pytorch_rank_zero, utils_rank_zero):
-        monkeypatch.setattr(module.rank_zero_only, "rank", getattr(module.rank_zero_only, "rank", 0))
-
-
 # --- the sbatch script ------------------------------------------------------------------------------------
 
 
