@@ -31,15 +31,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import lightning as L
 import torch
+from benchmark_train import EpochTimer
 
 SCRIPTS = Path(__file__).resolve().parent
 
 
-class StepTimer(L.Callback):
-    """Images and seconds of this process from training batch ``warmup`` to the end of the last training
-    batch (validation excluded), written as JSON to ``<output>.rank<R>.json`` when training ends.
+class StepTimer(EpochTimer):
+    """``EpochTimer`` that stops the clock at the end of the last training batch (validation excluded) and
+    writes images and seconds of this process as JSON to ``<output>.rank<R>.json`` when training ends.
 
     Args:
         output: Path prefix of the JSON files.
@@ -47,23 +47,17 @@ class StepTimer(L.Callback):
     """
 
     def __init__(self, output: str, warmup: int = 3) -> None:
+        super().__init__(warmup)
         self.output = output
-        self.warmup = warmup
-        self.start: float | None = None
         self.end: float | None = None
-        self.images = 0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if batch_idx == self.warmup:
-            self._sync(pl_module.device)
-            self.start = time.perf_counter()
-        if batch_idx >= self.warmup:
-            self.images += batch["image"].shape[0]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.start is not None:
             self._sync(pl_module.device)
             self.end = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):  # the epoch's end comes after validation: not used
+        pass
 
     def on_train_end(self, trainer, pl_module):
         if self.start is None or self.end is None:
@@ -76,11 +70,6 @@ class StepTimer(L.Callback):
             "threads": torch.get_num_threads(),
         }
         Path(f"{self.output}.rank{trainer.global_rank}.json").write_text(json.dumps(record))
-
-    @staticmethod
-    def _sync(device: torch.device) -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
 
 def val_scores(folder: Path) -> dict[str, float]:

@@ -1,9 +1,15 @@
-"""Test-only model variants, importable by class path from the CLI (``helpers.NaNAtStepBetaVAE``)."""
+"""Test helpers: model variants importable by class path from the CLI (``helpers.NaNAtStepBetaVAE``), and a
+subprocess runner that cannot hang a test run."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from betavae.models import BetaVAE
@@ -27,3 +33,19 @@ class NaNAtStepBetaVAE(BetaVAE):
             parts["recon"] = parts["recon"] * float("nan")
             parts["loss"] = parts["loss"] * float("nan")
         return parts
+
+
+def run_process(args: list[str], env: dict[str, str], timeout: float, cwd: Path | None = None) -> str:
+    """Run ``args`` and return its output (stdout and stderr); fail the test with the output's tail when it
+    exits non-zero, and kill its whole process group (DDP children included) when it runs past ``timeout``."""
+    proc = subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"{' '.join(args)} hung for {timeout}s:\n{out[-4000:]}")
+    assert proc.returncode == 0, out[-4000:]
+    return out

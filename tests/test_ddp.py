@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_process
 
 from betavae.cli import BetaVAECLI
 
@@ -48,27 +47,11 @@ COMMON = [
 SCORES = ("val/loss", "val/recon", "val/kl", "val/psnr", "val/ssim", "val/fid")
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``python -m betavae ARGS`` in ``cwd``; the whole process group is killed if it hangs."""
+def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> str:
+    """``python -m betavae ARGS`` in ``cwd`` (the tests folder importable); killed if it hangs."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     env.update(WANDB_MODE="offline")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "betavae", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"python -m betavae {' '.join(args)} hung for {timeout}s:\n{out[-4000:]}")
-    assert proc.returncode == 0, out[-4000:]
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out)
+    return run_process([sys.executable, "-m", "betavae", *args], env, timeout, cwd=cwd)
 
 
 def test_ddp_scores_equal_single_process_scores(tmp_path, monkeypatch):

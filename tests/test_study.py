@@ -4,12 +4,11 @@ offline stand-ins, so the script cannot rot."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_process
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "reproduce_study.sh"
@@ -18,17 +17,7 @@ SCRIPT = REPO / "scripts" / "reproduce_study.sh"
 def run_study(out: Path, runs: str | None, timeout: float) -> str:
     args = ["bash", str(SCRIPT), "--smoke", "--out", str(out)] + (["--runs", runs] if runs else [])
     env = {**os.environ, "PYTHON": sys.executable, "WANDB_MODE": "offline", "TORCH_HOME": str(out / "torch")}
-    proc = subprocess.Popen(
-        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"reproduce_study.sh --smoke hung for {timeout}s:\n{output[-4000:]}")
-    assert proc.returncode == 0, output[-4000:]
-    return output
+    return run_process(args, env, timeout)
 
 
 def sections(tables: str) -> list[list[str]]:
