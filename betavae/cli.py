@@ -24,237 +24,124 @@ Beyond LightningCLI itself:
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jsonargparse import ArgumentParser, Namespace
-from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.callbacks import Callback, RichProgressBar
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-import betavae
 from betavae.callbacks import FID, ImageGrids, LatentTraversal, LossCurves, ReconstructionMetrics
 from betavae.callbacks.fid import prefetch
+from betavae.checkpoints import (
+    AtomicCheckpointIO,
+    RunCheckpoint,
+    check_checkpoint,
+    check_fits,
+    find_last_checkpoint,
+    load_checkpoint,
+)
+from betavae.config_names import CONFIG_FLAGS, resolve_config_args, with_run_config
 from betavae.data import ImageDataModule
-from betavae.evaluation import evaluate_checkpoint, report, run_dir_of, traverse_checkpoint
+from betavae.errors import CheckpointError, debugging, known_error
+from betavae.evaluation import report
 from betavae.models import AutoencoderModule
-from betavae.tracking import prepare_wandb
+from betavae.runs import NewRunFolders, trainer_run_dir
+from betavae.tracking import configure_wandb, logger_entries, write_run_ids
+from betavae.trainer import BetaVAETrainer
 
-CONFIG_FLAGS = ("--config", "-c")
-RUN_COMMANDS = ("evaluate", "traverse")  # subcommands that default to the checkpoint's run config
 DESCRIPTION = (
     "betavae: train and evaluate autoencoders. Besides the subcommands below: `report RUN_DIR...` (one table "
     "across runs: Markdown, CSV, bar charts) and `prefetch` (download the FID network's weights); see "
-    "`python -m betavae report --help`."
+    "`python -m betavae report --help`. Known errors print one message and exit 1; set BETAVAE_DEBUG=1 to see "
+    "their traceback too."
 )
+#: (data module attribute, model argument, the data setting a user sets instead)
+LINKS = (
+    ("data.num_channels", "in_channels", "data.init_args.channels"),
+    ("data.image_size", "image_size", "data.init_args.image_size"),
+    ("data.mean", "mean", "data.init_args.mean"),
+    ("data.std", "std", "data.init_args.std"),
+)
+LIGHTNING_CKPT_NAMES = ("best", "last", "hpc", "registry")
 
 
-def config_dirs() -> list[Path]:
-    """Where bare config names are looked up: ``./configs``, then the package's own configs."""
-    package = Path(betavae.__file__).resolve().parent
-    dirs = [Path.cwd() / "configs", package / "configs", package.parent / "configs"]
-    return list(dict.fromkeys(d for d in dirs if d.is_dir()))
+def experiment_root(trainer_config: Namespace) -> Path:
+    """Where the runs of an experiment live: ``save_dir/name`` of the first CSV or TensorBoard logger
+    (holding ``version_0``, ``version_1``, ...), else the trainer's ``default_root_dir``."""
+    for entry in logger_entries(trainer_config):
+        if entry.class_path.rsplit(".", 1)[-1] in (CSVLogger.__name__, TensorBoardLogger.__name__):
+            init = entry.get("init_args") or Namespace()
+            return Path(init.get("save_dir") or ".") / (init.get("name") or "lightning_logs")
+        break
+    return Path(trainer_config.get("default_root_dir") or ".")
 
 
-def resolve_config(value: str) -> str:
-    """A ``--config`` value as given if that file exists, else the matching file under a config dir.
-
-    Raises:
-        FileNotFoundError: nothing matches; the message lists where it looked and what exists.
-    """
-    if Path(value).expanduser().is_file() or value.lstrip().startswith(("{", "---")):
-        return value
-    names = [value] if Path(value).suffix else [value, f"{value}.yaml"]
-    tried = [Path(value)]
-    for folder in config_dirs():
-        for name in names:
-            candidate = folder / name
-            tried.append(candidate)
-            if candidate.is_file():
-                return str(candidate)
-    available = sorted({str(p.relative_to(d)) for d in config_dirs() for p in d.rglob("*.yaml")})
-    raise FileNotFoundError(
-        f"config {value!r} not found; looked at: {', '.join(map(str, tried))}. "
-        f"Available configs: {', '.join(available) or 'none'}"
-    )
-
-
-def resolve_config_args(args: list[str]) -> list[str]:
-    """Rewrite every ``--config X`` / ``--config=X`` / ``-c X`` in ``args`` with ``resolve_config``."""
-    out = list(args)
-    for i, arg in enumerate(out):
-        if arg in CONFIG_FLAGS and i + 1 < len(out):
-            out[i + 1] = resolve_config(out[i + 1])
-        elif arg.startswith("--config="):
-            out[i] = "--config=" + resolve_config(arg.split("=", 1)[1])
-    return out
+def linked_settings_given(args: list[str]) -> list[tuple[str, str]]:
+    """The model arguments that come from the data (``LINKS``) but were given by hand, on the command line
+    or in a ``--config`` file: (what was given, the data setting to use instead)."""
+    given = []
+    configs = [args[i + 1] for i, a in enumerate(args[:-1]) if a in CONFIG_FLAGS]
+    configs += [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+    for _, name, instead in LINKS:
+        flags = (f"--model.init_args.{name}", f"--model.{name}")
+        if any(a in flags or a.startswith(tuple(f + "=" for f in flags)) for a in args):
+            given.append((f"--model.init_args.{name}", instead))
+            continue
+        for config in configs:
+            try:
+                text = Path(config).read_text() if Path(config).is_file() else config
+                model = (yaml.safe_load(text) or {}).get("model") or {}
+            except (OSError, yaml.YAMLError, AttributeError):
+                continue
+            init = model.get("init_args") or {} if isinstance(model, dict) else {}
+            if isinstance(init, dict) and name in init or isinstance(model, dict) and name in model:
+                given.append((f"model.init_args.{name} in {config}", instead))
+                break
+    return given
 
 
-def option_value(args: list[str], flag: str) -> str | None:
-    """The value of ``flag`` in ``args`` (``--flag X`` or ``--flag=X``), or ``None``."""
-    for i, arg in enumerate(args):
-        if arg == flag and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
+class RunStarted(Callback):
+    """Marks the moment Lightning's setup is over and the run proper starts (fit, validate, test, predict)."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def _start(self, *_: Any) -> None:
+        self.started = True
+
+    on_fit_start = on_validation_start = on_test_start = on_predict_start = _start
 
 
-def with_run_config(args: list[str]) -> list[str]:
-    """``evaluate`` / ``traverse``: configs moved before the other options (a run's config.yaml holds
-    ``ckpt_path: null``), and without ``--config`` the checkpoint's run ``config.yaml`` added.
+class RunConfigCallback(SaveConfigCallback):
+    """LightningCLI's ``config.yaml`` in the run directory, and there the W&B run id (``wandb_id``), once the
+    run's loggers have started (so a fresh run's folder never holds a file before its logger's)."""
 
-    Raises:
-        FileNotFoundError: no config given, no ``--model`` either, and the run has no ``config.yaml``.
-    """
-    if not args or args[0] not in RUN_COMMANDS:
-        return args
-    configs, rest, i = [], [], 1
-    while i < len(args):  # configs first, so that --ckpt_path and other flags override them in any order
-        if args[i] in CONFIG_FLAGS and i + 1 < len(args):
-            configs += args[i : i + 2]
-            i += 2
-        else:
-            (configs if args[i].startswith("--config=") else rest).append(args[i])
-            i += 1
-    if configs or any(a.startswith("--model") for a in rest):
-        return [args[0], *configs, *rest]
-    ckpt = option_value(rest, "--ckpt_path")
-    if ckpt is None:
-        return args
-    config = run_dir_of(ckpt) / "config.yaml"
-    if not config.is_file():
-        raise FileNotFoundError(
-            f"{args[0]}: no --config given and the checkpoint's run has no {config}; pass the run's config with "
-            "--config FILE (the model is rebuilt from the checkpoint, the data from the config)"
-        )
-    rank_zero_info(f"{args[0]}: using the run's config {config}")
-    return [args[0], "--config", str(config), *args[1:]]
-
-
-def find_last_checkpoint(trainer: Any) -> str | None:
-    """The newest ``last*.ckpt`` under the experiment folder of the trainer's first logger."""
-    logger = trainer.loggers[0] if trainer.loggers else None
-    if isinstance(logger, (CSVLogger, TensorBoardLogger)):
-        root = Path(logger.root_dir)  # save_dir/name, holding version_0, version_1, ...
-    else:
-        root = Path(trainer.default_root_dir)
-    candidates = [p for p in root.glob("**/last*.ckpt") if p.is_file()] if root.is_dir() else []
-    return str(max(candidates, key=lambda p: p.stat().st_mtime)) if candidates else None
-
-
-class BetaVAETrainer(Trainer):
-    """Lightning's ``Trainer`` plus the ``evaluate`` and ``traverse`` subcommands.
-
-    LightningCLI takes a subcommand's options from the trainer method of that name, so these two get
-    the same config system as ``fit`` (``--config``, ``--ckpt_path``, the model and data sections);
-    their settings for FID and traversals are those of the run's ``fid`` and ``traversal`` callbacks.
-    """
-
-    def _callback(self, kind: type[Callback]) -> Any:
-        return next((c for c in self.callbacks if isinstance(c, kind)), None)
-
-    def evaluate(
-        self,
-        model: AutoencoderModule,
-        datamodule: ImageDataModule,
-        ckpt_path: str,
-        images: str | None = None,
-        crop_size: int | None = None,
-        output_dir: str | None = None,
-        weights_only: bool | None = None,
-    ) -> dict[str, Any]:
-        """Score a checkpoint for the study's table: mean SSIM and PSNR, FID of prior samples.
-
-        Writes JSON and a Markdown row (dataset, β, SSIM, PSNR dB, FID, n, FID samples / reference).
-        FID uses the ``fid`` settings (2,400 samples against the validation split by default).
-
-        Args:
-            ckpt_path: The checkpoint; without --config its run's config.yaml supplies the data.
-            images: A folder of images the model never saw (the study used photos from outside the
-                training set), scored instead of the validation split.
-            crop_size: Center crop (source pixels) of those images before resizing to the model's size.
-            output_dir: Where the JSON and Markdown go; default: evaluation/ in the checkpoint's run folder.
-            weights_only: As for fit: ``None``/``True`` loads only tensors; ``False`` unpickles anything
-                (trusted files only).
-        """
-        fid = self._callback(FID)
-        result = evaluate_checkpoint(
-            model,
-            datamodule,
-            ckpt_path,
-            images,
-            crop_size,
-            fid,
-            self.strategy.root_device,
-            output_dir,
-            weights_only=weights_only is not False,
-        )
-        if self.is_global_zero:
-            print(result["markdown"])
-            print(
-                f"n = {result['n']} ({result['evaluated_on']}); FID on {result['fid_num_samples'] or 0} samples "
-                f"({result['fid_note'] or result['fid_reference']}); "
-                f"seconds: {result['seconds']}\nwrote {', '.join(result['files'])}"
-            )
-        return result
-
-    def traverse(
-        self,
-        model: AutoencoderModule,
-        datamodule: ImageDataModule,
-        ckpt_path: str,
-        dims: list[int] | str | None = None,
-        image: str | None = None,
-        top_k: int | None = None,
-        crop_size: int | None = None,
-        output_dir: str | None = None,
-        weights_only: bool | None = None,
-    ) -> dict[str, Any]:
-        """The study's manipulation figure: chosen latent dimensions swept over [-3, 3] (PNG and GIF).
-
-        Rows are the dimensions (labelled with their mean KL on the validation split), columns the
-        values; one panel starts from the reference image's μ, one from z = 0. Span, steps and the
-        relative mode come from the ``traversal`` settings.
-
-        Args:
-            ckpt_path: The checkpoint; without --config its run's config.yaml supplies the data.
-            dims: Latent dimensions, e.g. 11,16,31; default: the top_k with the largest mean KL.
-            image: An image file as the reference; default: the first validation image.
-            top_k: Number of dimensions when --dims is not given; default: traversal.top_k.
-            crop_size: Center crop (source pixels) of --image before resizing to the model's size.
-            output_dir: Where the files go; default: evaluation/ in the checkpoint's run folder.
-            weights_only: As for fit: ``None``/``True`` loads only tensors; ``False`` unpickles anything
-                (trusted files only).
-        """
-        record = traverse_checkpoint(
-            model,
-            datamodule,
-            ckpt_path,
-            dims=dims,
-            image=image,
-            top_k=top_k,
-            settings=self._callback(LatentTraversal),
-            crop_size=crop_size,
-            device=self.strategy.root_device,
-            output_dir=output_dir,
-            weights_only=weights_only is not False,
-        )
-        if self.is_global_zero:
-            kl = ", ".join(f"z{d}: {v:.3f}" for d, v in record["kl"].items())
-            print(f"dims {record['dims']} (mean KL in nats: {kl})\nwrote {record['png']}, {record['gif']}")
-        return record
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        trainer_run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
+        write_run_ids(trainer)
 
 
 class BetaVAECLI(LightningCLI):
-    """The project's LightningCLI: argument links, forced callbacks, config names, ``last`` resume,
-    and the ``evaluate`` / ``traverse`` subcommands."""
+    """The project's LightningCLI: argument links, forced callbacks, config names, ``last`` resume, checked
+    checkpoints, W&B run keys, and the ``evaluate`` / ``traverse`` subcommands.
+
+    A run that fails before it starts (a missing folder, bad weights, a broken checkpoint) removes the
+    folders it created (``betavae.runs.NewRunFolders``).
+    """
 
     def __init__(self, args: ArgsType = None, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_callback", RunConfigCallback)
         kwargs.setdefault("trainer_class", BetaVAETrainer)
         # a misspelt option is an error naming it, never silently expanded to a similar one
         no_abbrev = {"allow_abbrev": False}
@@ -262,14 +149,21 @@ class BetaVAECLI(LightningCLI):
             "parser_kwargs",
             {**no_abbrev, "description": DESCRIPTION, **{name: no_abbrev for name in self.subcommands()}},
         )
-        super().__init__(
-            AutoencoderModule,
-            ImageDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            args=args,
-            **kwargs,
-        )
+        self.run_started = RunStarted()
+        self.new_folders: NewRunFolders | None = None
+        try:
+            super().__init__(
+                AutoencoderModule,
+                ImageDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                args=args,
+                **kwargs,
+            )
+        except BaseException:
+            if self.new_folders is not None and not self.run_started.started:
+                self.new_folders.discard()
+            raise
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -282,15 +176,10 @@ class BetaVAECLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # data shapes and normalization flow into the model: written once, in the data section
-        for source, target in (
-            ("data.num_channels", "model.init_args.in_channels"),
-            ("data.image_size", "model.init_args.image_size"),
-            ("data.mean", "model.init_args.mean"),
-            ("data.std", "model.init_args.std"),
-        ):
-            parser.link_arguments(source, target, apply_on="instantiate")
+        for source, target, _ in LINKS:
+            parser.link_arguments(source, f"model.init_args.{target}", apply_on="instantiate")
 
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/loss",
@@ -319,18 +208,55 @@ class BetaVAECLI(LightningCLI):
             args = resolve_config_args(with_run_config(list(args)))
         except FileNotFoundError as err:
             parser.error(str(err))
+        for given, instead in linked_settings_given(args):
+            parser.error(
+                f"{given}: this model setting is linked from the data module and a value given for it would be "
+                f"ignored; set {instead} instead (e.g. --{instead} VALUE)."
+            )
         self.config = parser.parse_args(args)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path is not None and ckpt_path not in LIGHTNING_CKPT_NAMES:
+            check_checkpoint(ckpt_path)  # before LightningCLI reads its hyperparameters
 
-    def before_fit(self) -> None:
-        config = self.config_init[self.subcommand]
-        if config.get("ckpt_path") == "last":
-            found = find_last_checkpoint(self.trainer)
+    def before_instantiate_classes(self) -> None:
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        if config is None:
+            return
+        if self.subcommand == "fit" and config.get("ckpt_path") == "last":
+            found = find_last_checkpoint(experiment_root(config.trainer))
             if found is None:
                 rank_zero_warn("--ckpt_path last: no last checkpoint of this experiment yet; training from scratch.")
             else:
                 rank_zero_info(f"--ckpt_path last: resuming from {found}")
-            config["ckpt_path"] = found
-        prepare_wandb(self.trainer, self.model, self.datamodule, config.get("ckpt_path"))
+            config.ckpt_path = found
+        configure_wandb(config)
+
+    def instantiate_trainer(self, **kwargs: Any) -> BetaVAETrainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a checkpoint IO the user configured
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        trainer.callbacks.append(self.run_started)
+        return trainer
+
+    def _check_checkpoint(self) -> None:
+        """Before any subcommand: a ``ckpt_path`` must be a readable checkpoint that fits the model, and the
+        run's new folders are remembered (removed again if it fails before it starts)."""
+        config = self.config_init[self.subcommand]
+        path = config.get("ckpt_path")
+        if path is not None and path not in LIGHTNING_CKPT_NAMES:
+            try:
+                checkpoint = load_checkpoint(path, weights_only=True)
+            except CheckpointError as err:
+                if "weights_only" not in str(err):
+                    raise
+                checkpoint = None  # objects beyond tensors: Lightning loads it as the user asked (weights_only)
+            if checkpoint is not None:
+                check_fits(self.model, checkpoint, path)
+        self.new_folders = NewRunFolders(self.trainer)
+
+    before_fit = before_validate = before_test = before_predict = _check_checkpoint
+    before_evaluate = before_traverse = _check_checkpoint
 
 
 def report_command(args: list[str]) -> None:
@@ -358,9 +284,26 @@ STANDALONE_COMMANDS = {"report": report_command, "prefetch": prefetch_command}
 
 
 def main(args: ArgsType = None) -> None:
-    """Entry point of ``python -m betavae`` and the ``betavae`` console script."""
+    """Entry point of ``python -m betavae`` and the ``betavae`` console script.
+
+    A known error (``betavae.errors.BetaVAEError``: config, data, checkpoint, architecture) prints its
+    message alone and exits 1 (``BETAVAE_DEBUG=1`` re-raises it with its traceback); SIGTERM exits 143 after
+    the checkpoint callback has saved the run and printed how to resume it.
+    """
     argv = sys.argv[1:] if args is None else args
-    if isinstance(argv, (list, tuple)) and argv and argv[0] in STANDALONE_COMMANDS:
-        STANDALONE_COMMANDS[argv[0]](list(argv[1:]))
-        return
-    BetaVAECLI(args=args)
+    command = argv[0] if isinstance(argv, (list, tuple)) and argv else "betavae"
+    try:
+        if command in STANDALONE_COMMANDS:
+            STANDALONE_COMMANDS[command](list(argv[1:]))
+            return
+        BetaVAECLI(args=args)
+    except SIGTERMException:
+        sys.exit(128 + signal.SIGTERM)
+    except Exception as err:
+        known = known_error(err)
+        if known is None or debugging():
+            raise
+        rank = getattr(rank_zero_only, "rank", 0) or 0
+        prefix = f"[rank {rank}] " if rank else ""
+        print(f"{prefix}betavae {command}: error: {known}", file=sys.stderr, flush=True)
+        sys.exit(1)

@@ -1,19 +1,23 @@
 """W&B runs that can be compared across β: the run's config, group and tags, and an id that survives resumes.
 
-Every W&B run gets, before it starts:
+Everything is set through ``WandbLogger``'s own arguments before the logger is built
+(``configure_wandb``, called from the CLI's ``before_instantiate_classes``); every W&B run gets:
 
-- ``config``: ``dataset``, ``variant`` (the model class), ``beta``, ``kld_weight``, ``latent_dim``,
-  ``image_size``, ``channels``, ``loss_type`` and ``likelihood``: the same keys for every variant, so a
-  dashboard can put β on an axis and group by dataset (Lightning adds the model's own hyperparameters);
+- ``config``: the comparison keys of ``betavae.runs.run_keys`` (``dataset``, ``variant``, ``beta``,
+  ``kld_weight``, ``latent_dim``, ``image_size``, ``channels``, ``loss_type``, ``likelihood`` and the model's
+  other loss weights): the same keys for every variant, so a dashboard can put β on an axis and group by
+  dataset (Lightning adds the model's own hyperparameters);
 - ``group``: the dataset, unless the config sets one; ``tags``: the dataset, the variant and ``beta10``
   (β written with ``:g``), added to the config's own tags;
-- ``id``: the config's ``id`` if it gives one; else, when the run resumes from a checkpoint, the id kept
-  in that checkpoint's run directory (``wandb_id``), so the resumed run continues the same W&B run; else
-  on SLURM ``<name>-<SLURM_JOB_ID>`` (array jobs ``<jobid>_<taskid>``), which a requeued job gets again;
-  else a fresh id. The id is written to ``wandb_id`` in the run directory (and, on SLURM, in
-  ``trainer.default_root_dir``, where Lightning keeps its ``hpc_ckpt_N.ckpt``; read back only when such
-  a checkpoint is there, i.e. when Lightning resumes from it). Runs started by a W&B sweep agent keep
-  the agent's id (``WANDB_RUN_ID``): W&B ignores any other inside a sweep.
+- ``id``: the config's ``id`` if it gives one; else, when the run resumes from a checkpoint, the id kept in
+  that checkpoint's run directory (``wandb_id``), so the resumed run continues the same W&B run; else on
+  SLURM ``<name>-<SLURM_JOB_ID>`` (array jobs ``<jobid>_<taskid>``), which a requeued job gets again; else
+  a fresh id. Runs started by a W&B sweep agent keep the agent's id (``WANDB_RUN_ID``): W&B ignores any
+  other inside a sweep.
+
+``write_run_ids`` keeps the id in ``wandb_id`` of the run directory (and, on SLURM, in the trainer's
+``default_root_dir``, where Lightning keeps its ``hpc_ckpt_N.ckpt``; read back only when such a checkpoint is
+there, i.e. when Lightning resumes from it) once the run has started.
 """
 
 from __future__ import annotations
@@ -22,40 +26,20 @@ import os
 import re
 import secrets
 import string
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from jsonargparse import Namespace
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_warn
 
-from betavae.callbacks._common import datamodule_label
+from betavae.runs import run_dir_of, run_info, run_keys, short_name, trainer_run_dir
 
 ID_FILE = "wandb_id"
+WANDB_LOGGER = "WandbLogger"
 
-
-def run_info(model: Any, datamodule: Any) -> dict[str, Any]:
-    """The keys every run carries for comparisons: dataset, variant, β, kld_weight, latent size, ...
-
-    β is the model's ``beta`` hyperparameter; a plain VAE counts as β = 1; deterministic autoencoders
-    have none (``None``).
-    """
-    hparams = dict(getattr(model, "hparams", {}) or {})
-    variant = type(model).__name__
-    beta = hparams.get("beta")
-    if beta is None and variant in ("VAE", "ConditionalVAE"):
-        beta = 1.0
-    return {
-        "dataset": datamodule_label(datamodule),
-        "variant": variant,
-        "beta": float(beta) if beta is not None else None,
-        "kld_weight": hparams.get("kld_weight"),
-        "latent_dim": getattr(model, "latent_dim", hparams.get("latent_dim")),
-        "image_size": getattr(model, "image_size", None),
-        "channels": getattr(model, "in_channels", None),
-        "loss_type": hparams.get("loss_type"),
-        "likelihood": hparams.get("likelihood"),
-    }
+__all__ = ["ID_FILE", "configure_wandb", "run_info", "run_tags", "wandb_run_id", "write_run_ids"]
 
 
 def run_tags(info: dict[str, Any]) -> list[str]:
@@ -85,22 +69,21 @@ def read_id(folder: str | Path) -> str | None:
     return (path.read_text().strip() or None) if path.is_file() else None
 
 
-def resume_folders(trainer: L.Trainer, ckpt_path: str | None) -> list[Path]:
-    """Where a resumed run's id may be kept: the checkpoint's run directory (for ``.../checkpoints/x.ckpt``
-    its parent's parent), and on SLURM the ``default_root_dir`` of Lightning's ``hpc_ckpt_N.ckpt``."""
+def resume_folders(default_root_dir: str | Path, ckpt_path: str | None) -> list[Path]:
+    """Where a resumed run's id may be kept: the checkpoint's run directory, and on SLURM the
+    ``default_root_dir`` of Lightning's ``hpc_ckpt_N.ckpt``."""
     folders = []
     if ckpt_path and ckpt_path not in ("best", "last", "hpc", "registry"):
-        folder = Path(ckpt_path).expanduser().resolve().parent
-        folders.append(folder.parent if folder.name == "checkpoints" else folder)
-    root = Path(trainer.default_root_dir)
+        folders.append(run_dir_of(ckpt_path))
+    root = Path(default_root_dir)
     if slurm_job_id() is not None and any(root.glob("hpc_ckpt_*.ckpt")):  # Lightning will auto-resume from there
         folders.append(root)
     return folders
 
 
-def wandb_run_id(trainer: L.Trainer, name: str | None, ckpt_path: str | None) -> str:
+def wandb_run_id(default_root_dir: str | Path, name: str | None, ckpt_path: str | None) -> str:
     """The id of this run's W&B run (see the module docstring for the rule)."""
-    for folder in resume_folders(trainer, ckpt_path):
+    for folder in resume_folders(default_root_dir, ckpt_path):
         if found := read_id(folder):
             return found
     job = slurm_job_id()
@@ -109,38 +92,55 @@ def wandb_run_id(trainer: L.Trainer, name: str | None, ckpt_path: str | None) ->
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # W&B's own format
 
 
-def prepare_wandb(trainer: L.Trainer, model: Any, datamodule: Any, ckpt_path: str | None) -> None:
-    """Give every W&B logger of ``trainer`` the run's config, group, tags and id before its run starts.
+def logger_entries(trainer_config: Namespace) -> Iterator[Namespace]:
+    """The ``class_path``/``init_args`` entries of a parsed config's ``trainer.logger`` (one or a list)."""
+    loggers = trainer_config.get("logger")
+    for entry in loggers if isinstance(loggers, list) else [loggers]:
+        if isinstance(entry, Namespace) and "class_path" in entry:
+            yield entry
 
-    Call it before ``fit`` on every process (``trainer.log_dir`` is a collective under DDP).
-    """
-    loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
-    if not loggers:
+
+def configure_wandb(config: Namespace) -> None:
+    """Give every W&B logger of a parsed subcommand config (``trainer``, ``model``, ``data``,
+    ``ckpt_path``) the run's config, group, tags, id and an absolute folder, through ``WandbLogger``'s own
+    arguments, before the logger is built."""
+    trainer = config.get("trainer") or Namespace()
+    entries = [e for e in logger_entries(trainer) if short_name(e.class_path) == WANDB_LOGGER]
+    if not entries:
         return
-    info = run_info(model, datamodule)
-    for logger in loggers:
-        init = logger._wandb_init  # WandbLogger's wandb.init arguments, used when its run starts
-        if logger._experiment is not None:
-            rank_zero_warn("the W&B run started before fit; its config, group, tags and id are left as they are")
-            continue
-        if init.get("dir"):  # absolute: W&B's service process may live in another working directory
-            init["dir"] = str(Path(init["dir"]).expanduser().resolve())
-            logger._save_dir = init["dir"]
-        init["config"] = {**info, **(init.get("config") or {})}
-        init["group"] = init.get("group") or str(info["dataset"])
-        init["tags"] = list(dict.fromkeys([*(init.get("tags") or []), *run_tags(info)]))
+    model, data = config.get("model") or Namespace(), config.get("data") or Namespace()
+    info = run_keys(
+        model.get("class_path", "unknown"),
+        (model.get("init_args") or Namespace()).as_dict(),
+        data.get("class_path", "unknown"),
+        (data.get("init_args") or Namespace()).as_dict(),
+    )
+    for entry in entries:
+        if entry.get("init_args") is None:
+            entry.init_args = Namespace()
+        init = entry.init_args
+        if init.get("save_dir"):  # absolute: W&B's service process may live in another working directory
+            init.save_dir = str(Path(init.save_dir).expanduser().resolve())
+        init.config = {**info, **(init.get("config") or {})}
+        init.group = init.get("group") or str(info["dataset"])
+        init.tags = list(dict.fromkeys([*(init.get("tags") or []), *run_tags(info)]))
         if os.environ.get("WANDB_SWEEP_ID"):  # a sweep agent's run: W&B ignores init(id=...) and uses its own
-            init["id"] = os.environ.get("WANDB_RUN_ID") or init.get("id")
+            init.id = os.environ.get("WANDB_RUN_ID") or init.get("id")
         elif not init.get("id"):
-            init["id"] = wandb_run_id(trainer, init.get("name") or init.get("project"), ckpt_path)
-            init["resume"] = "allow"
-        logger._id = init["id"]
-        if not init["id"]:
-            continue
-        folders = [Path(trainer.log_dir or trainer.default_root_dir)]
-        if slurm_job_id() is not None:
-            folders.append(Path(trainer.default_root_dir))
-        if trainer.is_global_zero:
-            for folder in folders:
-                folder.mkdir(parents=True, exist_ok=True)
-                (folder / ID_FILE).write_text(init["id"] + "\n")
+            root = trainer.get("default_root_dir") or "."
+            init.id = wandb_run_id(root, init.get("name") or init.get("project"), config.get("ckpt_path"))
+            init.resume = "allow"
+
+
+def write_run_ids(trainer: L.Trainer) -> None:
+    """Keep each W&B logger's run id in ``wandb_id`` of the run directory (and on SLURM of the trainer's
+    ``default_root_dir``). Rank zero, once the loggers have started (e.g. from the config-saving callback)."""
+    ids = [logger.version for logger in trainer.loggers if isinstance(logger, WandbLogger) and logger.version]
+    if not ids or not trainer.is_global_zero:
+        return
+    folders = [trainer_run_dir(trainer)]
+    if slurm_job_id() is not None:
+        folders.append(Path(trainer.default_root_dir))
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ID_FILE).write_text(str(ids[0]) + "\n")

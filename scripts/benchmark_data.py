@@ -16,7 +16,11 @@ Also reports the resident memory (RSS) of the process and its workers, split int
     python scripts/benchmark_data.py                       # 5,000 images, 2 workers, 4 epochs
     python scripts/benchmark_data.py --workers 8 --num-images 20000
 
-Target: (b) later epochs >= 10x (a) (exit status 1 when missed).
+It also measures what the decoded cache's integrity check (every byte hashed at setup) costs on a
+``--digest-rows`` (20,000) image cache against one cached epoch over it (``--digest-only``: just that).
+
+Targets: (b) later epochs >= 10x (a); the integrity check <= 10 % of one cached epoch (exit status 1 when
+either is missed).
 """
 
 from __future__ import annotations
@@ -39,9 +43,11 @@ from torchvision import datasets
 from torchvision import transforms as T
 
 from betavae.data import CachedImageDataset, ImageDataModule, ImageFolderDataModule
+from betavae.data.cache import file_digest
 from betavae.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 TARGET = 10.0
+DIGEST_TARGET = 0.10  # the cache's whole-file check at setup: at most 10 % of one cached epoch
 
 
 def write_jpegs(folder: Path, count: int, seed: int = 0) -> None:
@@ -184,16 +190,45 @@ class _CacheProbe(ImageDataModule):
         return CachedImageDataset(Path(self.path), (self.rows, 3, 64, 64))
 
 
+def random_cache(path: Path, rows: int) -> None:
+    """A cache file of ``rows`` random 3x64x64 uint8 images (random bytes: nothing for a hash to shortcut)."""
+    images = np.memmap(path, dtype=np.uint8, mode="w+", shape=(rows, 3, 64, 64))
+    for start in range(0, rows, 1000):
+        block = images[start : start + 1000]
+        block[:] = np.random.default_rng(start).integers(0, 256, block.shape, dtype=np.uint8)
+    images.flush()
+
+
+def digest_cost(rows: int, workers: int, batch_size: int, repeats: int = 5) -> dict[str, float]:
+    """What checking every byte of a cache costs at setup (``betavae.data.cache.file_digest``), against one
+    cached training epoch over the same file: seconds of each (medians, warm page cache) and their ratio."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "images.u8"
+        random_cache(path, rows)
+        file_digest(path)  # pages in the file, as the build that wrote it would have
+        digests = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            file_digest(path)
+            digests.append(time.perf_counter() - start)
+        dm = _CacheProbe(str(path), rows, batch_size=batch_size, num_workers=workers, pin_memory=False)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        epoch(loader)  # starts the workers
+        epochs = [epoch(loader)[1] for _ in range(3)]
+    digest, one_epoch = statistics.median(digests), statistics.median(epochs)
+    return {"rows": rows, "mb": path_mb(rows), "digest_s": digest, "epoch_s": one_epoch, "ratio": digest / one_epoch}
+
+
+def path_mb(rows: int) -> float:
+    return rows * 3 * 64 * 64 / 2**20
+
+
 def memory_probe(rows: int, workers: int, batch_size: int, batches: int) -> None:
     """Print {rows, Pss_Anon, Pss_File} after ``batches`` training batches over a random cache of ``rows`` images."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "images.u8"
-        images = np.memmap(path, dtype=np.uint8, mode="w+", shape=(rows, 3, 64, 64))
-        for start in range(0, rows, 1000):
-            block = images[start : start + 1000]
-            block[:] = np.random.default_rng(start).integers(0, 256, block.shape, dtype=np.uint8)
-        images.flush()
-        del images, block
+        random_cache(path, rows)
         dm = _CacheProbe(str(path), rows, batch_size=batch_size, num_workers=workers, pin_memory=False)
         dm.setup("fit")
         loader, done = dm.train_dataloader(), 0
@@ -212,11 +247,23 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=4, help="epochs per pipeline (>= 2)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to write the JPEGs (default: a temp dir)")
+    parser.add_argument("--digest-rows", type=int, default=20000, help="cache size of the integrity-check cost")
+    parser.add_argument("--digest-only", action="store_true", help="only measure the integrity check's cost")
     parser.add_argument("--probe", type=int, nargs=2, default=None, help=argparse.SUPPRESS)  # internal: ROWS BATCHES
     args = parser.parse_args()
     if args.probe:
         memory_probe(args.probe[0], args.workers, args.batch_size, args.probe[1])
         return 0
+    digest = digest_cost(args.digest_rows, args.workers, args.batch_size)
+    digest_ok = digest["ratio"] <= DIGEST_TARGET
+    print(
+        f"Cache integrity check (XXH3-128 of every byte) of a {digest['rows']}-image cache ({digest['mb']:.0f} MB): "
+        f"{digest['digest_s'] * 1000:.0f} ms, one cached epoch over it {digest['epoch_s']:.2f} s "
+        f"({args.workers} workers): {digest['ratio']:.1%} of an epoch, target <= {DIGEST_TARGET:.0%}: "
+        f"{'met' if digest_ok else 'MISSED'}"
+    )
+    if args.digest_only:
+        return 0 if digest_ok else 1
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (a first epoch and later ones)")
 
@@ -272,7 +319,7 @@ def main() -> int:
         print(f"| {rows} | {size:.0f} MB | {probe['Pss_Anon']:.0f} MB | {probe['Pss_File']:.0f} MB |")
     ok = ratio >= TARGET
     print(f"\ntarget later epochs >= {TARGET:.0f}x (a): {'met' if ok else 'MISSED'} ({ratio:.1f}x)")
-    return 0 if ok else 1
+    return 0 if ok and digest_ok else 1
 
 
 if __name__ == "__main__":

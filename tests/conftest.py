@@ -14,6 +14,28 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
+# small and quick: 2 batches of 4 images, 1 epoch, CSV logging only
+TINY = [
+    "--trainer.max_epochs=1",
+    "--trainer.log_every_n_steps=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=1",
+    "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+    "--trainer.logger.save_dir=runs",
+    "--trainer.logger.name=test",
+    "--trainer.enable_model_summary=false",
+    "--data.init_args.batch_size=4",
+    "--progress_bar.refresh_rate=0",
+]
+SHAPES = [
+    "--model=betavae.models.BetaVAE",
+    "--model.init_args.hidden_channels=[8,16]",
+    "--model.init_args.latent_dim=4",
+    "--data=betavae.data.ShapesDataModule",
+    "--data.init_args.num_images=24",
+    "--data.init_args.image_size=16",
+]
+
 
 @pytest.fixture(autouse=True)
 def _offline_wandb(monkeypatch: pytest.MonkeyPatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,43 @@ class NaNAtStepBetaVAE(BetaVAE):
             parts["recon"] = parts["recon"] * float("nan")
             parts["loss"] = parts["loss"] * float("nan")
         return parts
+
+
+class NaNValidationBetaVAE(BetaVAE):
+    """A β-VAE whose training stays finite but whose validation loss is NaN from epoch ``nan_at_epoch`` on:
+    a divergence that first shows in validation.
+
+    Args:
+        nan_at_epoch: First epoch with a NaN validation loss.
+        **kwargs: ``BetaVAE`` arguments.
+    """
+
+    def __init__(self, nan_at_epoch: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.nan_at_epoch = nan_at_epoch
+
+    def loss_parts(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        parts = super().loss_parts(batch)
+        if not self.training and self.current_epoch >= self.nan_at_epoch:
+            parts = {k: v * float("nan") for k, v in parts.items()}
+        return parts
+
+
+class SlowBetaVAE(BetaVAE):
+    """A β-VAE that sleeps ``seconds`` in every training step, so a signal lands in the middle of an epoch.
+
+    Args:
+        seconds: Sleep per training step.
+        **kwargs: ``BetaVAE`` arguments.
+    """
+
+    def __init__(self, seconds: float = 0.05, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seconds = seconds
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        time.sleep(self.seconds)
+        return super().training_step(batch, batch_idx)
 
 
 def run_process(args: list[str], env: dict[str, str], timeout: float, cwd: Path | None = None) -> str:

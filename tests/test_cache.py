@@ -16,7 +16,7 @@ from conftest import write_broken_images, write_images
 from lightning.pytorch.loggers import CSVLogger
 
 from betavae.data import BadImagesError, CachedImageDataset, ImageFolderDataModule, default_cache_dir, load_image
-from betavae.data.cache import DecodedCache, Source, cache_key, sample_digest
+from betavae.data.cache import DecodedCache, Source, cache_key, file_digest
 
 
 def folder_dm(root: Path, cache: Path, **kwargs) -> ImageFolderDataModule:
@@ -204,13 +204,34 @@ def test_cache_key_covers_paths_sizes_times_and_preprocessing():
     assert cache_key(base, {"image_size": 32}) != key
 
 
-def test_sample_digest_sees_the_first_and_last_rows():
-    images = np.zeros((1000, 1, 4, 4), np.uint8)
-    digest = sample_digest(images)
-    for row in (0, 999):
-        changed = images.copy()
-        changed[row, 0, 1, 2] = 1
-        assert sample_digest(changed) != digest
+def test_file_digest_sees_every_byte(tmp_path, monkeypatch):
+    monkeypatch.setattr("betavae.data.cache.DIGEST_CHUNK", 1000)  # several chunks, and a byte on a chunk edge
+    path = tmp_path / "rows.u8"
+    data = np.random.default_rng(0).integers(0, 256, 16_000 + 7, dtype=np.uint8)
+    path.write_bytes(data.tobytes())
+    digest = file_digest(path)
+    for position in (0, 999, 1000, 8_123, len(data) - 1):
+        changed = data.copy()
+        changed[position] ^= 1
+        path.write_bytes(changed.tobytes())
+        assert file_digest(path) != digest, position
+    path.write_bytes(b"")
+    assert file_digest(path) == file_digest(path)  # an empty file hashes too
+
+
+def test_bytes_changed_in_the_middle_of_the_cache_are_seen_and_rebuilt(photos, tmp_path, caplog):
+    first = setup_dm(photos, tmp_path / "cache")
+    expected = cached_rows(first)
+    path = first.cache_entry.images_path
+    with open(path, "r+b") as f:  # one byte in the middle: not one of the rows a sample digest would read
+        f.seek(path.stat().st_size // 2 + 3)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    second = setup_dm(photos, tmp_path / "cache")
+    assert second.cache_entry.built
+    assert caplog.text.count("does not match its digest") == 1
+    assert np.array_equal(cached_rows(second), expected)
 
 
 # ---------------------------------------------------------------- bad files

@@ -8,36 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import write_images
+from conftest import SHAPES, TINY, write_images
 
-from betavae.cli import BetaVAECLI, main, resolve_config
+from betavae.cli import BetaVAECLI, main
+from betavae.config_names import resolve_config
 from betavae.models import BetaVAE, NonFiniteLossError
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 EXPERIMENT_CONFIGS = [c for c in CONFIGS if "model" in (yaml.safe_load(c.read_text()) or {})]
-
-# small and quick: 2 batches of 4 images, 1 epoch, CSV logging only
-TINY = [
-    "--trainer.max_epochs=1",
-    "--trainer.log_every_n_steps=1",
-    "--trainer.limit_train_batches=2",
-    "--trainer.limit_val_batches=1",
-    "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
-    "--trainer.logger.save_dir=runs",
-    "--trainer.logger.name=test",
-    "--trainer.enable_model_summary=false",
-    "--data.init_args.batch_size=4",
-    "--progress_bar.refresh_rate=0",
-]
-SHAPES = [
-    "--model=betavae.models.BetaVAE",
-    "--model.init_args.hidden_channels=[8,16]",
-    "--model.init_args.latent_dim=4",
-    "--data=betavae.data.ShapesDataModule",
-    "--data.init_args.num_images=24",
-    "--data.init_args.image_size=16",
-]
 
 
 def tiny_data_args(config: Path, tmp_path: Path) -> list[str]:
@@ -238,7 +217,7 @@ def test_non_finite_loss_stops_with_step_and_parts_and_keeps_the_last_checkpoint
         "--trainer.max_epochs=5",
     ]
     with pytest.raises(NonFiniteLossError) as err:
-        main(args)
+        BetaVAECLI(args=args)
     message = str(err.value)
     assert "global step 3" in message and "epoch 1" in message
     assert "recon=nan" in message and "kl=" in message and "last.ckpt" in message

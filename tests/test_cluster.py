@@ -337,9 +337,11 @@ def test_the_script_command_runs_ddp_and_finds_its_hpc_checkpoint(tmp_path, monk
     assert connector._parse_ckpt_path(TrainerFn.FITTING, "x.ckpt", model_provided=True, model_connected=True) == (
         "x.ckpt"  # an explicit ckpt_path wins over the hpc checkpoint: why the script drops it on a restart
     )
-    assert wandb_run_id(trainer, "quickstart", None) == "quickstart-4242"  # the requeued job's id again
+    assert (
+        wandb_run_id(trainer.default_root_dir, "quickstart", None) == "quickstart-4242"
+    )  # the requeued job's id again
     (tmp_path / "runs" / "slurm" / "4242" / "wandb_id").write_text("kept-id\n")
-    assert wandb_run_id(trainer, "quickstart", None) == "kept-id"
+    assert wandb_run_id(trainer.default_root_dir, "quickstart", None) == "kept-id"
 
 
 # --- the W&B sweep ----------------------------------------------------------------------------------------

@@ -262,6 +262,7 @@ def test_exif_rotation_is_honoured_in_the_cache(tmp_path):
     exif[0x0112] = 6  # shown rotated 90° clockwise: the white top ends up on the right
     Image.fromarray(tall).save(root / "r.jpg", exif=exif.tobytes(), quality=95)
     Image.fromarray(tall).save(root / "s.jpg", quality=95)
+    Image.fromarray(tall).save(root / "t.jpg", quality=95)  # 3 images: the fewest a training split allows
     dm = ready(ImageFolderDataModule(root=str(root), image_size=16, channels=1))
     rotated = dm.dataset[dm.dataset_files().index(root / "r.jpg")]["image"][0].float()
     assert rotated[:, -1].mean() > 200 and rotated[:, 0].mean() < 50

@@ -11,7 +11,7 @@ import torch
 from conftest import write_images
 from test_metrics import skimage_scores
 
-from betavae.cli import main
+from betavae.cli import BetaVAECLI, main
 from betavae.evaluation import markdown_table
 from betavae.evaluation.report import collect
 from betavae.models import BetaVAE
@@ -92,7 +92,7 @@ def test_evaluate_without_weights_fails_early_or_notes_the_missing_fid(tmp_path,
     from betavae.callbacks import InceptionWeightsError
 
     with pytest.raises(InceptionWeightsError, match="python -m betavae prefetch"):
-        main(["evaluate", f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}", *missing])
+        BetaVAECLI(args=["evaluate", f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}", *missing])
     with pytest.warns(UserWarning, match="no FID"):
         main(["evaluate", f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}", *missing, "--fid.on_missing=warn"])
     result = json.loads((run / "evaluation" / "last.json").read_text())

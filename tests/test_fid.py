@@ -17,7 +17,7 @@ from torch import nn
 
 from betavae.callbacks import FID, GenerativeScores, InceptionFeatures, InceptionWeightsError
 from betavae.callbacks import fid as fid_module
-from betavae.cli import main
+from betavae.cli import BetaVAECLI, main
 from betavae.data import ShapesDataModule
 from betavae.models import BetaVAE
 
@@ -304,7 +304,7 @@ def test_a_run_with_fid_and_no_weights_stops_at_setup_before_training(no_weights
     monkeypatch.chdir(tmp_path)
     CountTrainBatches.batches = 0
     with pytest.raises(InceptionWeightsError) as err:
-        main(["fit", *SHAPES, "--fid.every_n_epochs=1", "--trainer.callbacks=test_fid.CountTrainBatches"])
+        BetaVAECLI(args=["fit", *SHAPES, "--fid.every_n_epochs=1", "--trainer.callbacks=test_fid.CountTrainBatches"])
     assert_says_what_to_do(str(err.value), no_weights)
     assert CountTrainBatches.batches == 0
     assert not list(tmp_path.rglob("*.ckpt"))

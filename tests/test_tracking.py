@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import wandb
-from test_cli import SHAPES, TINY
+from conftest import SHAPES, TINY
 
 from betavae.cli import BetaVAECLI
 from betavae.data import ShapesDataModule
@@ -37,24 +36,24 @@ def test_every_variant_reports_the_same_keys():
 def test_run_id_rule(tmp_path, monkeypatch):
     for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
         monkeypatch.delenv(key, raising=False)
-    trainer = SimpleNamespace(default_root_dir=str(tmp_path / "root"))
-    fresh = {wandb_run_id(trainer, "celeba_beta10", None) for _ in range(3)}
+    root_dir = tmp_path / "root"
+    fresh = {wandb_run_id(root_dir, "celeba_beta10", None) for _ in range(3)}
     assert len(fresh) == 3  # a new run, a new id
     run = tmp_path / "runs" / "x" / "version_0"
     (run / "checkpoints").mkdir(parents=True)
     (run / ID_FILE).write_text("abc123\n")
-    assert wandb_run_id(trainer, "x", str(run / "checkpoints" / "last.ckpt")) == "abc123"  # resumed: same run
+    assert wandb_run_id(root_dir, "x", str(run / "checkpoints" / "last.ckpt")) == "abc123"  # resumed: same run
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
-    assert wandb_run_id(trainer, "celeba beta/10", None) == "celeba-beta-10-4242"  # a requeued job: same id
+    assert wandb_run_id(root_dir, "celeba beta/10", None) == "celeba-beta-10-4242"  # a requeued job: same id
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
-    assert wandb_run_id(trainer, "celeba", None) == "celeba-77_3"
-    root = Path(trainer.default_root_dir)
+    assert wandb_run_id(root_dir, "celeba", None) == "celeba-77_3"
+    root = root_dir
     root.mkdir()
     (root / ID_FILE).write_text("kept\n")  # where Lightning keeps its hpc_ckpt_N.ckpt
-    assert wandb_run_id(trainer, "celeba", None) == "celeba-77_3"  # no hpc checkpoint: not a resume
+    assert wandb_run_id(root_dir, "celeba", None) == "celeba-77_3"  # no hpc checkpoint: not a resume
     (root / "hpc_ckpt_1.ckpt").write_bytes(b"")
-    assert wandb_run_id(trainer, "celeba", None) == "kept"
+    assert wandb_run_id(root_dir, "celeba", None) == "kept"
 
 
 def fit(tmp_path: Path, *extra: str):

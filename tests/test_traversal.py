@@ -21,7 +21,7 @@ from betavae.callbacks.traversal import (
     traversal_values,
     traverse_latents,
 )
-from betavae.cli import main
+from betavae.cli import BetaVAECLI, main
 from betavae.data import ShapesDataModule
 from betavae.evaluation import parse_dims
 from betavae.models import AutoencoderModule, DiagonalGaussian
@@ -215,4 +215,4 @@ def test_traverse_command_writes_the_figure_for_chosen_dimensions(tmp_path, monk
     record = (out / "traversal_last_photo_dims-2-0.json").read_text()
     assert '"dims": [\n    2,\n    0\n  ]' in record
     with pytest.raises(ValueError, match="latent size is 4"):
-        main(["traverse", f"--ckpt_path={ckpt}", "--dims", "7"])
+        BetaVAECLI(args=["traverse", f"--ckpt_path={ckpt}", "--dims", "7"])

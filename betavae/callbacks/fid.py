@@ -30,6 +30,7 @@ from torchmetrics.image import FrechetInceptionDistance, KernelInceptionDistance
 
 from betavae.callbacks._common import api_problem, datamodule_label, due, evaluating
 from betavae.callbacks._output import run_dir
+from betavae.errors import BetaVAEError
 
 INCEPTION_URL = URL_INCEPTION_V3
 INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[1]  # weights-inception-2015-12-05-6726825d.pth
@@ -38,7 +39,7 @@ WEIGHTS_ENV = "BETAVAE_INCEPTION_WEIGHTS"
 INCEPTION_FEATURES = (64, 192, 768, 2048)
 
 
-class InceptionWeightsError(FileNotFoundError):
+class InceptionWeightsError(BetaVAEError, FileNotFoundError):
     """The InceptionV3 weights file is missing and could not be downloaded; the message says what to do."""
 
 

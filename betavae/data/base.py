@@ -24,9 +24,11 @@ from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_in
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from betavae.errors import DataError
 from betavae.normalization import check_stats, imagenet_stats
 
 BATCHABLE = (v2.RandomHorizontalFlip, v2.ToDtype, v2.Normalize)
+MIN_TRAIN_IMAGES = 2  # a training batch of one image breaks BatchNorm
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -38,7 +40,7 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], li
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if n < 2:
-        raise ValueError(f"need at least 2 items to make a train/validation split, got {n}")
+        raise DataError(f"need at least 2 items to make a train/validation split, got {n}")
     n_val = min(max(round(n * val_fraction), 1), n - 1)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return sorted(order[n_val:]), sorted(order[:n_val])
@@ -239,16 +241,40 @@ class ImageDataModule(L.LightningDataModule):
         train, val = split_indices(len(dataset), self.val_fraction, self.split_seed)
         return train, val, None
 
+    def check_split_sizes(self, total: int, train: int, val: int) -> None:
+        """Refuse a split that cannot train: fewer than ``MIN_TRAIN_IMAGES`` training images (a batch of one
+        image breaks BatchNorm, which normalizes over the batch) or no validation image.
+
+        Raises:
+            DataError: names the dataset, the counts and the minimum number of images.
+        """
+        if train >= MIN_TRAIN_IMAGES and val >= 1:
+            return
+        where = f" in {self.root}" if getattr(self, "root", None) is not None else ""
+        needed = next(n for n in range(2, 10_000) if n - min(max(round(n * self.val_fraction), 1), n - 1) >= 2)
+        raise DataError(
+            f"{type(self).__name__}: {total} usable image(s){where} leave {train} for training and {val} for "
+            f"validation; training needs at least {MIN_TRAIN_IMAGES} images (batches of one image break "
+            f"BatchNorm), so with val_fraction {self.val_fraction} the data needs at least {needed} images. "
+            "Add images, or lower --data.init_args.val_fraction."
+        )
+
     # ----------------------------------------------------------------- Lightning hooks
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is None:
             self.dataset = self.build_dataset()
+            n = len(self.dataset)
+            if n < MIN_TRAIN_IMAGES + 1 and stage in (None, "fit"):  # too few to train: say so before splitting
+                n_val = min(max(round(n * self.val_fraction), 1), n - 1) if n >= 2 else 0
+                self.check_split_sizes(n, n - n_val, n_val)
             train_idx, val_idx, test_idx = self.split(self.dataset)
             self.train_set = TransformedSubset(self.dataset, train_idx, self.train_transform)
             self.val_set = TransformedSubset(self.dataset, val_idx, self.val_transform)
             self.test_set = (
                 self.val_set if test_idx is None else TransformedSubset(self.dataset, test_idx, self.val_transform)
             )
+        if stage in (None, "fit"):  # training needs batches of more than one image; evaluation does not
+            self.check_split_sizes(len(self.dataset), len(self.train_set), len(self.val_set))
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         return DataLoader(

@@ -21,6 +21,8 @@ from torch import nn
 from betavae.callbacks._common import datamodule_label, evaluating, with_label
 from betavae.callbacks.fid import FID, add_samples
 from betavae.callbacks.metrics import reconstruction_metrics
+from betavae.checkpoints import check_fits, load_checkpoint
+from betavae.runs import run_dir_of
 
 # (header, key) of the study's table (dataset, β, SSIM, PSNR dB, FID) and what each number rests on
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -40,23 +42,17 @@ METRIC_NOTE = (
 )
 
 
-def run_dir_of(ckpt_path: str | Path) -> Path:
-    """The run folder of a checkpoint: the parent of its ``checkpoints/`` folder (else its own folder)."""
-    folder = Path(ckpt_path).expanduser().resolve().parent
-    return folder.parent if folder.name == "checkpoints" else folder
-
-
 def load_weights(model: nn.Module, ckpt_path: str | Path, weights_only: bool = True) -> dict[str, Any]:
     """Load a Lightning checkpoint's ``state_dict`` into ``model`` (strictly); returns its epoch and step.
 
     ``weights_only=False`` lets ``torch.load`` unpickle arbitrary objects: for trusted files only.
+
+    Raises:
+        MissingFileError: the checkpoint does not exist.
+        CheckpointError: it is not a readable checkpoint, or it does not fit ``model`` (both shapes named).
     """
-    path = Path(ckpt_path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
-    if "state_dict" not in checkpoint:
-        raise ValueError(f"{path} is not a Lightning checkpoint (no state_dict; keys: {sorted(checkpoint)[:8]})")
+    checkpoint = load_checkpoint(ckpt_path, weights_only=weights_only)
+    check_fits(model, checkpoint, ckpt_path)
     model.load_state_dict(checkpoint["state_dict"])
     return {"epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
 

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from betavae.errors import BetaVAEError
 from betavae.normalization import check_stats, imagenet_stats
 
 
@@ -28,8 +29,36 @@ def image_seeds(batch: dict[str, Any]) -> list[int]:
     return list(range(batch["image"].shape[0]))
 
 
-class NonFiniteLossError(RuntimeError):
-    """Raised when a training loss is NaN or infinite; the step's update is not applied."""
+class NonFiniteLossError(BetaVAEError, RuntimeError):
+    """Raised when a training or validation loss is NaN or infinite; a training step's update is not applied."""
+
+
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The trainer ``module`` is attached to, or ``None`` (a module used on its own)."""
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
+
+
+def non_finite_message(module: L.LightningModule, parts: dict[str, torch.Tensor], batch_idx: int, stage: str) -> str:
+    """What stopped the run: the stage, epoch, step, batch, every loss part, and the last good checkpoint."""
+    values = ", ".join(f"{k}={v.detach().float().mean().item():.6g}" for k, v in parts.items())
+    trainer = attached_trainer(module)
+    epoch, step = (module.current_epoch, module.global_step) if trainer is not None else (0, 0)
+    last = None
+    if trainer is not None and trainer.checkpoint_callback is not None:
+        last = getattr(trainer.checkpoint_callback, "last_model_path", None) or None
+    what = (
+        "The run stopped before applying this step's update."
+        if stage == "training"
+        else f"The weights of global step {step} give it; they were not saved."
+    )
+    return (
+        f"non-finite {stage} loss at epoch {epoch}, global step {step} (batch {batch_idx}): {values}. {what} "
+        + (f"The last good checkpoint is {last}." if last else "No checkpoint had been written yet.")
+        + " Try a lower learning rate (model.init_args.lr) or check the data for bad values."
+    )
 
 
 class AutoencoderModule(L.LightningModule):
@@ -163,12 +192,14 @@ class AutoencoderModule(L.LightningModule):
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         parts = self.loss_parts(batch)
-        self._stop_if_not_finite(parts, batch_idx)
+        self._stop_if_not_finite(parts, batch_idx, "training")
         self._log_parts("train", parts, batch)
         return parts["loss"]
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._log_parts("val", self.loss_parts(batch), batch)
+        parts = self.loss_parts(batch)
+        self._stop_if_not_finite(parts, batch_idx, "validation")
+        self._log_parts("val", parts, batch)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._log_parts("test", self.loss_parts(batch), batch)
@@ -195,22 +226,16 @@ class AutoencoderModule(L.LightningModule):
                 batch_size=batch["image"].shape[0],
             )
 
-    def _stop_if_not_finite(self, parts: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def _stop_if_not_finite(self, parts: dict[str, torch.Tensor], batch_idx: int, stage: str = "training") -> None:
+        """Raise ``NonFiniteLossError`` when the loss is NaN or infinite on any process (every rank stops
+        together under DDP): before the update in training, before any callback sees the batch in validation."""
         finite = bool(torch.isfinite(parts["loss"]).all())
-        if self._trainer is not None:  # every rank stops together under DDP
-            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        trainer = attached_trainer(self)
+        if trainer is not None:  # a collective: every rank stops together under DDP
+            finite = trainer.strategy.reduce_boolean_decision(finite, all=True)
         if finite:
             return
-        values = ", ".join(f"{k}={v.detach().float().mean().item():.6g}" for k, v in parts.items())
-        last = None
-        if self._trainer is not None and self.trainer.checkpoint_callback is not None:
-            last = getattr(self.trainer.checkpoint_callback, "last_model_path", None) or None
-        raise NonFiniteLossError(
-            f"non-finite training loss at epoch {self.current_epoch}, global step {self.global_step} "
-            f"(batch {batch_idx}): {values}. The run stopped before applying this step's update. "
-            + (f"The last good checkpoint is {last}." if last else "No checkpoint had been written yet.")
-            + " Try a lower learning rate (model.init_args.lr) or check the data for bad values."
-        )
+        raise NonFiniteLossError(non_finite_message(self, parts, batch_idx, stage))
 
     # ----------------------------------------------------------------- optimization
     def configure_optimizers(self) -> Any:

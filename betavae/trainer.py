@@ -1,0 +1,116 @@
+"""The project's ``Trainer``: Lightning's, plus the ``evaluate`` and ``traverse`` subcommands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import Callback
+
+from betavae.callbacks import FID, LatentTraversal
+from betavae.data import ImageDataModule
+from betavae.evaluation import evaluate_checkpoint, traverse_checkpoint
+from betavae.models import AutoencoderModule
+
+
+class BetaVAETrainer(Trainer):
+    """Lightning's ``Trainer`` plus the ``evaluate`` and ``traverse`` subcommands.
+
+    LightningCLI takes a subcommand's options from the trainer method of that name, so these two get
+    the same config system as ``fit`` (``--config``, ``--ckpt_path``, the model and data sections);
+    their settings for FID and traversals are those of the run's ``fid`` and ``traversal`` callbacks.
+    """
+
+    def _callback(self, kind: type[Callback]) -> Any:
+        return next((c for c in self.callbacks if isinstance(c, kind)), None)
+
+    def evaluate(
+        self,
+        model: AutoencoderModule,
+        datamodule: ImageDataModule,
+        ckpt_path: str,
+        images: str | None = None,
+        crop_size: int | None = None,
+        output_dir: str | None = None,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        """Score a checkpoint for the study's table: mean SSIM and PSNR, FID of prior samples.
+
+        Writes JSON and a Markdown row (dataset, β, SSIM, PSNR dB, FID, n, FID samples / reference).
+        FID uses the ``fid`` settings (2,400 samples against the validation split by default).
+
+        Args:
+            ckpt_path: The checkpoint; without --config its run's config.yaml supplies the data.
+            images: A folder of images the model never saw (the study used photos from outside the
+                training set), scored instead of the validation split.
+            crop_size: Center crop (source pixels) of those images before resizing to the model's size.
+            output_dir: Where the JSON and Markdown go; default: evaluation/ in the checkpoint's run folder.
+            weights_only: As for fit: ``None``/``True`` loads only tensors; ``False`` unpickles anything
+                (trusted files only).
+        """
+        fid = self._callback(FID)
+        result = evaluate_checkpoint(
+            model,
+            datamodule,
+            ckpt_path,
+            images,
+            crop_size,
+            fid,
+            self.strategy.root_device,
+            output_dir,
+            weights_only=weights_only is not False,
+        )
+        if self.is_global_zero:
+            print(result["markdown"])
+            print(
+                f"n = {result['n']} ({result['evaluated_on']}); FID on {result['fid_num_samples'] or 0} samples "
+                f"({result['fid_note'] or result['fid_reference']}); "
+                f"seconds: {result['seconds']}\nwrote {', '.join(result['files'])}"
+            )
+        return result
+
+    def traverse(
+        self,
+        model: AutoencoderModule,
+        datamodule: ImageDataModule,
+        ckpt_path: str,
+        dims: list[int] | str | None = None,
+        image: str | None = None,
+        top_k: int | None = None,
+        crop_size: int | None = None,
+        output_dir: str | None = None,
+        weights_only: bool | None = None,
+    ) -> dict[str, Any]:
+        """The study's manipulation figure: chosen latent dimensions swept over [-3, 3] (PNG and GIF).
+
+        Rows are the dimensions (labelled with their mean KL on the validation split), columns the
+        values; one panel starts from the reference image's μ, one from z = 0. Span, steps and the
+        relative mode come from the ``traversal`` settings.
+
+        Args:
+            ckpt_path: The checkpoint; without --config its run's config.yaml supplies the data.
+            dims: Latent dimensions, e.g. 11,16,31; default: the top_k with the largest mean KL.
+            image: An image file as the reference; default: the first validation image.
+            top_k: Number of dimensions when --dims is not given; default: traversal.top_k.
+            crop_size: Center crop (source pixels) of --image before resizing to the model's size.
+            output_dir: Where the files go; default: evaluation/ in the checkpoint's run folder.
+            weights_only: As for fit: ``None``/``True`` loads only tensors; ``False`` unpickles anything
+                (trusted files only).
+        """
+        record = traverse_checkpoint(
+            model,
+            datamodule,
+            ckpt_path,
+            dims=dims,
+            image=image,
+            top_k=top_k,
+            settings=self._callback(LatentTraversal),
+            crop_size=crop_size,
+            device=self.strategy.root_device,
+            output_dir=output_dir,
+            weights_only=weights_only is not False,
+        )
+        if self.is_global_zero:
+            kl = ", ".join(f"z{d}: {v:.3f}" for d, v in record["kl"].items())
+            print(f"dims {record['dims']} (mean KL in nats: {kl})\nwrote {record['png']}, {record['gif']}")
+        return record
