@@ -12,6 +12,13 @@ Two kinds of ground truth (see ``../DESIGN.md``, "Ground truth"):
   split against them.
 
 The protocol is structural: a module implements it by having these members, without inheriting.
+``ShapesDataModule``, ``DSpritesDataModule`` and ``Shapes3DDataModule`` implement it. Factor indices
+number each factor's values from 0; ``factor_rows`` maps a combination to its row in the full grid
+(mixed radix, the last factor fastest: the order of the dSprites and 3D Shapes files).
+
+One accessor serves every data module (what the metrics callback and the traversal labels use):
+``ground_truth_kind(datamodule)`` says ``"factors"``, ``"attributes"``, ``"labels"`` or ``None``, and
+``observed_factors(batch, datamodule)`` returns the batch's ground truth as (B, K) int64 with K names.
 """
 
 from __future__ import annotations
