@@ -165,9 +165,9 @@ class PackedSprites(GridImages):
         self.channels = channels
 
     def decode(self, stored: np.ndarray) -> torch.Tensor:
-        bits = np.unpackbits(stored, axis=-1, count=self.source_size)  # (n, 1, S0, S0) in {0, 1}
-        images = torch.from_numpy(bits).mul_(255)  # (n, 1, S0, S0) in {0, 255}
-        return to_pixels_of(images, self.image_size, self.channels)  # (n, C, S, S)
+        pixels = np.unpackbits(stored, axis=-1, count=self.source_size)  # (n, 1, S0, S0) in {0, 1}
+        pixels *= 255  # (n, 1, S0, S0) in {0, 255}
+        return to_pixels_of(torch.from_numpy(pixels), self.image_size, self.channels)  # (n, C, S, S)
 
 
 class DSpritesDataModule(FactorGridDataModule):
