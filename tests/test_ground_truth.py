@@ -10,7 +10,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import scipy.io
 import scipy.stats
 import torch
 from conftest import (
