@@ -9,7 +9,10 @@ combination whose classes, read as a mixed-radix number with bases (..., 40Â·32Â
 Memory: the images as uint8 would take 3.0 GB. They are stored bit-packed (``np.packbits`` along each
 image row, 64 pixels in 8 bytes: 377 MB) in the decoded cache, a memory-mapped file shared by every
 process and run, and unpacked per batch. The first setup streams ``imgs`` out of the npz chunk by chunk
-(never 3 GB at once) to build it; later runs map it at once.
+(never 3 GB at once) to build it; later runs map it at once. Measured with
+``scripts/benchmark_factor_data.py`` on a full-size stand-in file, on 2 busy CPU cores: the cache built in
+29 s, a later setup took 1.7 s, ``images_of`` gave 190,000-260,000 images/s and training batches 26,000
+images/s, with about 140 MB more anonymous memory than before loading.
 """
 
 from __future__ import annotations
