@@ -132,3 +132,72 @@ def write_broken_images(folder: Path) -> list[Path]:
     (folder / "notes.jpg").write_text("not an image")
     (folder / "empty.png").write_bytes(b"")
     return [*broken, folder / "notes.jpg", folder / "empty.png"]
+
+
+DSPRITES_TINY_SIZES = (1, 3, 2, 4, 3, 3)  # color, shape, scale, orientation, pos_x, pos_y: 216 images
+SHAPES3D_TINY_SIZES = (2, 3, 2, 2, 4, 3)  # floor_hue, wall_hue, object_hue, scale, shape, orientation: 288
+
+
+def grid_classes(sizes: tuple[int, ...]) -> np.ndarray:
+    """Every index combination of ``sizes`` (prod(sizes), K) int64, the last factor fastest."""
+    return np.stack(np.unravel_index(np.arange(int(np.prod(sizes))), sizes), axis=1).astype(np.int64)
+
+
+def write_dsprites(
+    path: Path, sizes: tuple[int, ...] = DSPRITES_TINY_SIZES, image_size: int = 64, seed: int = 0, **replace
+) -> Path:
+    """A dSprites npz in the standard file's format (imgs 0/1 uint8 (N, S, S), latents_values float64 (N, 6),
+    latents_classes int64 (N, 6), a pickled metadata dict) for a small grid of random binary images.
+    ``replace`` swaps or (with ``None``) drops arrays, to write broken files."""
+    rng = np.random.default_rng(seed)
+    classes = grid_classes(sizes)
+    grids = [
+        np.ones(sizes[0]),
+        np.arange(1.0, sizes[1] + 1),  # shapes are 1, 2, 3 in the real file
+        np.linspace(0.5, 1.0, sizes[2]),
+        np.linspace(0.0, 2 * np.pi, sizes[3]),
+        np.linspace(0.0, 1.0, sizes[4]),
+        np.linspace(0.0, 1.0, sizes[5]),
+    ]
+    values = np.stack([grid[classes[:, k]] for k, grid in enumerate(grids)], axis=1)
+    arrays = {
+        "imgs": (rng.random((len(classes), image_size, image_size)) < 0.3).astype(np.uint8),
+        "latents_values": values,
+        "latents_classes": classes,
+        "metadata": np.array({"description": "tiny dSprites for tests", "latents_sizes": sizes}, dtype=object),
+    }
+    arrays.update(replace)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+def write_shapes3d(
+    path: Path, sizes: tuple[int, ...] = SHAPES3D_TINY_SIZES, image_size: int = 64, seed: int = 0, **replace
+) -> Path:
+    """A 3dshapes.h5 in the real file's format (images uint8 (N, S, S, 3), labels float64 (N, 6), gzip chunks)
+    for a small grid of random images; ``replace`` swaps or (with ``None``) drops datasets."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    classes = grid_classes(sizes)
+    grids = [
+        np.linspace(0.0, 0.9, sizes[0]),
+        np.linspace(0.0, 0.9, sizes[1]),
+        np.linspace(0.0, 0.9, sizes[2]),
+        np.linspace(0.75, 1.25, sizes[3]),
+        np.arange(float(sizes[4])),
+        np.linspace(-30.0, 30.0, sizes[5]),
+    ]
+    arrays = {
+        "images": rng.integers(0, 256, (len(classes), image_size, image_size, 3), dtype=np.uint8),
+        "labels": np.stack([grid[classes[:, k]] for k, grid in enumerate(grids)], axis=1),
+    }
+    arrays.update(replace)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        for key, array in arrays.items():
+            if array is not None:
+                chunks = (min(7, len(array)), *array.shape[1:]) if array.ndim == 4 else True
+                f.create_dataset(key, data=array, compression="gzip", chunks=chunks)
+    return path

@@ -21,7 +21,7 @@ EXPERIMENT_CONFIGS = [c for c in CONFIGS if "model" in (yaml.safe_load(c.read_te
 
 def tiny_data_args(config: Path, tmp_path: Path) -> list[str]:
     """Overrides that point a config's data at something small that exists offline."""
-    from conftest import write_idx_set
+    from conftest import write_dsprites, write_idx_set, write_shapes3d
 
     data = yaml.safe_load(config.read_text())["data"]
     init = data.get("init_args", {})
@@ -44,9 +44,13 @@ def tiny_data_args(config: Path, tmp_path: Path) -> list[str]:
         args.append("--data.init_args.download=false")
     elif kind == "TexturesDataModule":
         args.append("--data.init_args.num_patches=16")
+    elif kind == "DSpritesDataModule":
+        write_dsprites(root / "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz")  # a 216-image grid
+    elif kind == "Shapes3DDataModule":
+        write_shapes3d(root / "3dshapes.h5")  # a 288-image grid
     elif "root" in init:  # any other folder of images (cats, ...)
         write_images(root, 8, size=(178, 218))
-    if "root" in init:
+    if "root" in init or kind in ("DSpritesDataModule", "Shapes3DDataModule"):
         args.append(f"--data.init_args.root={root}")
     if "num_images" in init or kind == "ShapesDataModule":
         args.append("--data.init_args.num_images=16")

@@ -138,17 +138,33 @@ class CacheEntry:
 
 
 class CachedImageDataset(Dataset):
-    """Rows of a cache's image file; items ``{"image": uint8 (C, S, S)}`` (+ ``"label"``); batch reads.
+    """Rows of a cache's image file; items ``{"image": uint8 (C, S, S)}`` (+ ``"label"``, + ``fields``); batch reads.
 
     The file is memory-mapped read-only; forked DataLoader workers inherit the map (so a rebuild that
     replaces the file later does not disturb this run), a pickled copy maps the file again. Pages live in
     the OS page cache, shared by every process and every run.
+
+    Args:
+        path: The cache's image file.
+        shape: Its shape (N, C, S, S).
+        labels: Per-row integer labels (N,) for ``"label"``, or ``None``.
+        fields: More per-row tensors (N, ...) by item key, e.g. ``{"attributes": (N, 40) int64}``.
     """
 
-    def __init__(self, path: Path, shape: Sequence[int], labels: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        shape: Sequence[int],
+        labels: torch.Tensor | None = None,
+        fields: dict[str, torch.Tensor] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.shape = tuple(int(s) for s in shape)
         self.labels = labels
+        self.fields = dict(fields or {})
+        for key, value in [("labels", labels), *self.fields.items()]:
+            if value is not None and len(value) != self.shape[0]:
+                raise ValueError(f"{len(value)} rows of {key} for {self.shape[0]} images")
         self._images: np.memmap | None = None
         _ = self.images
 
@@ -165,7 +181,8 @@ class CachedImageDataset(Dataset):
         return self.shape[0]
 
     def _item(self, image: torch.Tensor, i: int) -> dict[str, Any]:
-        return {"image": image} if self.labels is None else {"image": image, "label": int(self.labels[i])}
+        item = {"image": image} if self.labels is None else {"image": image, "label": int(self.labels[i])}
+        return item | {key: value[i] for key, value in self.fields.items()}
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return self._item(torch.from_numpy(np.array(self.images[i])), i)  # a copy: the map is read-only

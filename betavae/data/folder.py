@@ -199,6 +199,10 @@ class ImageFolderDataModule(ImageDataModule):
         """Per-row integer labels for ``"label"``, or ``None``."""
         return None
 
+    def fields(self, entry: CacheEntry) -> dict[str, torch.Tensor]:
+        """More per-row tensors for the items, by key (CelebA: ``"attributes"``); none by default."""
+        return {}
+
     # ----------------------------------------------------------------- the cache
     def _cache(self) -> CacheEntry:
         if self.cache_entry is None:
@@ -232,4 +236,4 @@ class ImageFolderDataModule(ImageDataModule):
     def build_dataset(self) -> CachedImageDataset:
         entry = self._cache()
         check_bad_files(entry, self.image_root(), self.max_bad_fraction, self.trainer)
-        return CachedImageDataset(entry.images_path, entry.shape, self.labels(entry))
+        return CachedImageDataset(entry.images_path, entry.shape, self.labels(entry), self.fields(entry))

@@ -12,12 +12,19 @@ Two kinds of ground truth (see ``../DESIGN.md``, "Ground truth"):
   split against them.
 
 The protocol is structural: a module implements it by having these members, without inheriting.
+``ShapesDataModule``, ``DSpritesDataModule`` and ``Shapes3DDataModule`` implement it. Factor indices
+number each factor's values from 0; ``factor_rows`` maps a combination to its row in the full grid
+(mixed radix, the last factor fastest: the order of the dSprites and 3D Shapes files).
+
+One accessor serves every data module (what the metrics callback and the traversal labels use):
+``ground_truth_kind(datamodule)`` says ``"factors"``, ``"attributes"``, ``"labels"`` or ``None``, and
+``observed_factors(batch, datamodule)`` returns the batch's ground truth as (B, K) int64 with K names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -43,3 +50,108 @@ class GroundTruthData(Protocol):
     def images_of(self, factors: np.ndarray) -> torch.Tensor:
         """The images of factor index rows (n, K): uint8 (n, C, S, S)."""
         ...
+
+
+GroundTruthKind = Literal["factors", "attributes", "labels"]
+
+
+# --------------------------------------------------------------------------- factor grids
+def check_factor_indices(factors: np.ndarray | torch.Tensor, sizes: Sequence[int]) -> np.ndarray:
+    """``factors`` as (n, K) int64 after checking that every column ``k`` lies in ``0 .. sizes[k] - 1``.
+
+    Raises:
+        ValueError: wrong shape, a non-integer dtype, or an index out of range (names the factor column,
+            the bad value and the allowed range).
+    """
+    array = factors.detach().cpu().numpy() if isinstance(factors, torch.Tensor) else np.asarray(factors)
+    if array.ndim != 2 or array.shape[1] != len(sizes):
+        raise ValueError(f"factor indices must be (n, {len(sizes)}), one column per factor; got {array.shape}")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"factor indices must be integers (the index of each factor's value), got {array.dtype}")
+    array = array.astype(np.int64, copy=False)
+    for k, size in enumerate(sizes):
+        bad = (array[:, k] < 0) | (array[:, k] >= size)
+        if bad.any():
+            raise ValueError(
+                f"factor column {k} holds {int(array[bad.argmax(), k])}, outside its indices 0 .. {size - 1}"
+            )
+    return array
+
+
+def factor_rows(factors: np.ndarray | torch.Tensor, sizes: Sequence[int]) -> np.ndarray:
+    """The row number of each factor combination (n, K) in the full grid, as (n,) int64.
+
+    Rows enumerate the grid in mixed-radix (C) order, the last factor fastest: the bases are
+    ``(..., sizes[-2] * sizes[-1], sizes[-1], 1)``, the order of dSprites' and 3D Shapes' files.
+    """
+    array = check_factor_indices(factors, sizes)
+    return np.ravel_multi_index(tuple(array.T), tuple(sizes)).astype(np.int64)
+
+
+def factors_of_rows(rows: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
+    """The factor indices (n, K) int64 of grid row numbers (n,): the inverse of ``factor_rows``."""
+    return np.stack(np.unravel_index(np.asarray(rows, dtype=np.int64), tuple(sizes)), axis=1).astype(np.int64)
+
+
+def uniform_factors(n: int, sizes: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    """``n`` rows (n, K) int64, factor ``k`` drawn uniformly from ``0 .. sizes[k] - 1``, independently."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    return rng.integers(0, np.asarray(sizes, dtype=np.int64), size=(n, len(sizes)), dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- any data module
+def ground_truth_kind(datamodule: Any) -> GroundTruthKind | None:
+    """What a data module knows about its images: ``"factors"``, ``"attributes"``, ``"labels"`` or ``None``.
+
+    - ``"factors"``: it implements :class:`GroundTruthData` (shapes, dSprites, 3D Shapes); batches carry
+      ``"factors"`` (B, K) int64 indices named by ``factor_names``.
+    - ``"attributes"``: non-empty ``attribute_names`` (CelebA with ``list_attr_celeba.txt``); batches carry
+      ``"attributes"`` (B, K) int64.
+    - ``"labels"``: non-empty ``classes`` ((Fashion-)MNIST, Stanford Cars with its devkit); batches carry
+      ``"label"`` (B,) int64.
+
+    Call it after ``setup()``: CelebA's attributes and Stanford Cars' classes are read from their files
+    then. For dSprites and 3D Shapes the check reads the grid from the file (a missing file raises its
+    ``FileNotFoundError``).
+    """
+    if isinstance(datamodule, GroundTruthData):
+        return "factors"
+    if getattr(datamodule, "attribute_names", None):
+        return "attributes"
+    if getattr(datamodule, "classes", None):
+        return "labels"
+    return None
+
+
+def observed_factors(batch: Mapping[str, Any], datamodule: Any) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The ground truth of a batch as (B, K) int64 and the K names, whatever the data module's kind.
+
+    Factors: ``batch["factors"]`` and ``factor_names``; attributes: ``batch["attributes"]`` and
+    ``attribute_names``; labels: ``batch["label"]`` as one column named ``"class"``.
+
+    Raises:
+        ValueError: the data module has no ground truth, or the batch lacks its key.
+    """
+    kind = ground_truth_kind(datamodule)
+    if kind is None:
+        raise ValueError(
+            f"{type(datamodule).__name__} has no ground truth: neither factors (factor_names, factor_sizes, "
+            "sample_factors, images_of), nor attributes (attribute_names), nor class labels (classes)"
+        )
+    key, names = {
+        "factors": ("factors", lambda: tuple(datamodule.factor_names)),
+        "attributes": ("attributes", lambda: tuple(datamodule.attribute_names)),
+        "labels": ("label", lambda: ("class",)),
+    }[kind]
+    if key not in batch:
+        raise ValueError(
+            f"{type(datamodule).__name__} has {kind}, but the batch has no {key!r} (keys: {', '.join(batch)})"
+        )
+    value = batch[key]
+    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    array = array.astype(np.int64, copy=False).reshape(len(array), -1)  # (B, K); labels (B,) -> (B, 1)
+    names = names()
+    if array.shape[1] != len(names):
+        raise ValueError(f"batch[{key!r}] has {array.shape[1]} columns for {len(names)} names {names}")
+    return array, names

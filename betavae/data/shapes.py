@@ -24,10 +24,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from betavae.data.base import ImageDataModule
+from betavae.data.ground_truth import check_factor_indices, uniform_factors
 
 SHAPES = ("square", "ellipse", "heart")
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
@@ -43,14 +45,31 @@ MARGIN = HALF_SIZE * math.sqrt(2) + 0.04  # the farthest any shape reaches from 
 HEART_FIT = 1.25  # the heart curve spans about [-1.14, 1.14] x [-1.0, 1.25]; this fits it in [-1, 1]
 
 
-def sample_factors(num_images: int, seed: int) -> torch.Tensor:
-    """``num_images`` factor rows (shape, scale, orientation, pos_x, pos_y) drawn uniformly from the grid."""
+def sample_factor_indices(num_images: int, seed: int) -> torch.Tensor:
+    """``num_images`` factor index rows (N, 5) int64 drawn uniformly from the grid (column k in 0 .. size_k - 1)."""
     generator = torch.Generator().manual_seed(seed)
-    columns = []
-    for name in FACTOR_NAMES:
-        values = FACTOR_VALUES[name]
-        columns.append(values[torch.randint(len(values), (num_images,), generator=generator)])
+    columns = [torch.randint(len(FACTOR_VALUES[name]), (num_images,), generator=generator) for name in FACTOR_NAMES]
+    return torch.stack(columns, dim=1)  # (N, 5) int64
+
+
+def factor_values_of(indices: torch.Tensor) -> torch.Tensor:
+    """The factor values (N, 5) float32 of index rows (N, 5): what ``render_shapes`` takes."""
+    columns = [FACTOR_VALUES[name][indices[:, k]] for k, name in enumerate(FACTOR_NAMES)]
     return torch.stack(columns, dim=1).float()  # (N, 5)
+
+
+def sample_factors(num_images: int, seed: int) -> torch.Tensor:
+    """``num_images`` factor VALUE rows (shape, scale, orientation, pos_x, pos_y) drawn uniformly from the grid.
+
+    The values of ``sample_factor_indices(num_images, seed)``.
+    """
+    return factor_values_of(sample_factor_indices(num_images, seed))
+
+
+def shapes_images(indices: torch.Tensor, image_size: int, channels: int, supersample: int) -> torch.Tensor:
+    """The images of factor index rows (N, 5): uint8 (N, channels, image_size, image_size), gray repeated."""
+    images = render_shapes(factor_values_of(indices), image_size, supersample)  # (N, 1, S, S)
+    return images.expand(-1, channels, -1, -1).contiguous() if channels > 1 else images
 
 
 def _inside(shape: int, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -94,7 +113,10 @@ def render_shapes(factors: torch.Tensor, image_size: int = 64, supersample: int 
 
 
 class ShapesDataset(Dataset):
-    """Rendered shapes with their factors; items ``{"image", "factors", "label"}`` (label = shape id).
+    """Rendered shapes with their factors; items ``{"image", "factors", "label"}``.
+
+    ``"factors"`` is the row of factor INDICES (5,) int64 (``FACTOR_VALUES[name][index]`` is the value),
+    ``"label"`` the shape index.
 
     Args:
         num_images: Number of images.
@@ -110,9 +132,8 @@ class ShapesDataset(Dataset):
         if num_images < 1:
             raise ValueError(f"num_images must be positive, got {num_images}")
         self.factor_names = FACTOR_NAMES
-        self.factors = sample_factors(num_images, seed)  # (N, 5)
-        images = render_shapes(self.factors, image_size, supersample)  # (N, 1, S, S)
-        self.images = images.expand(-1, channels, -1, -1).contiguous() if channels > 1 else images
+        self.factors = sample_factor_indices(num_images, seed)  # (N, 5) int64
+        self.images = shapes_images(self.factors, image_size, channels, supersample)  # (N, C, S, S)
 
     def __len__(self) -> int:
         return len(self.factors)
@@ -124,8 +145,13 @@ class ShapesDataset(Dataset):
 class ShapesDataModule(ImageDataModule):
     """Procedurally generated dSprites-style shapes (square, ellipse, heart) with ground-truth factors.
 
-    Needs no download and no file: the images are rendered at setup from ``seed``.
-    ``dataset.factors`` (N, 5) holds every image's factors, named by ``dataset.factor_names``.
+    Needs no download and no file: the training images are rendered at setup from ``seed``; batches carry
+    ``"factors"``, the (B, 5) int64 factor indices named by ``factor_names``, and ``"label"``, the shape.
+
+    Ground truth (``betavae.data.ground_truth.GroundTruthData``), usable right after construction: the
+    full 3 x 6 x 40 x 32 x 32 grid of ``factor_names`` / ``factor_sizes``, their values in
+    ``factor_values``, ``sample_factors(n, rng)`` and ``images_of(factors)``, which renders any index rows
+    on demand exactly as the training images are rendered (same size, channels and supersampling).
 
     Args:
         num_images: Number of images (split 75/25 into training and validation).
@@ -136,6 +162,9 @@ class ShapesDataModule(ImageDataModule):
         flip: Off by default: a flipped image would no longer match its pos_x and orientation factors.
         **kwargs: ``ImageDataModule`` arguments (batch size, workers, split, normalization).
     """
+
+    factor_names: tuple[str, ...] = FACTOR_NAMES
+    factor_sizes: tuple[int, ...] = tuple(len(FACTOR_VALUES[name]) for name in FACTOR_NAMES)
 
     def __init__(
         self,
@@ -148,9 +177,25 @@ class ShapesDataModule(ImageDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(image_size=image_size, channels=channels, flip=flip, **kwargs)
+        if supersample < 1:
+            raise ValueError(f"supersample must be >= 1, got {supersample}")
         self.num_images = num_images
         self.seed = seed
         self.supersample = supersample
+
+    @property
+    def factor_values(self) -> dict[str, np.ndarray]:
+        """The value of every factor index: ``factor_values[name][index]`` (float64)."""
+        return {name: FACTOR_VALUES[name].numpy() for name in FACTOR_NAMES}
+
+    def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` factor index rows (n, 5) int64, each factor uniform over its values, drawn with ``rng``."""
+        return uniform_factors(n, self.factor_sizes, rng)
+
+    def images_of(self, factors: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """The images of factor index rows (n, 5), rendered now: uint8 (n, C, S, S) as the module trains on."""
+        indices = torch.from_numpy(check_factor_indices(factors, self.factor_sizes))  # (n, 5)
+        return shapes_images(indices, self.image_size, self.num_channels, self.supersample)
 
     def build_dataset(self) -> ShapesDataset:
         return ShapesDataset(self.num_images, self.image_size, self.num_channels, self.seed, self.supersample)
