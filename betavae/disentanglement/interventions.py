@@ -30,14 +30,10 @@ def _check_sizes(metric: str, batch_size: int, **counts: int) -> None:
             raise ValueError(f"{metric}: {name} must be positive, got {value}")
 
 
-def _fixed_factor_batches(
-    data: GroundTruthData, p: int, batch_size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """``p`` fixed-factor indices (p,) and ``p`` batches of factor rows (p, batch_size, K) drawn uniformly."""
+def _factor_batches(data: GroundTruthData, p: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+    """``p`` batches of factor rows drawn uniformly from the grid, (p, batch_size, K)."""
     k = len(data.factor_sizes)
-    fixed = rng.integers(k, size=p)  # (p,)
-    factors = np.asarray(data.sample_factors(p * batch_size, rng), dtype=np.int64).reshape(p, batch_size, k)
-    return fixed, factors
+    return np.asarray(data.sample_factors(p * batch_size, rng), dtype=np.int64).reshape(p, batch_size, k)
 
 
 def _difference_features(
@@ -53,8 +49,8 @@ def _difference_features(
     per_chunk = max(1, max_images_per_call // (2 * batch_size))
     for start in range(0, num_points, per_chunk):
         p = min(per_chunk, num_points - start)
-        fixed, first = _fixed_factor_batches(data, p, batch_size, rng)
-        _, second = _fixed_factor_batches(data, p, batch_size, rng)
+        fixed = rng.integers(len(data.factor_sizes), size=p)  # (p,) the factor each point keeps
+        first, second = _factor_batches(data, p, batch_size, rng), _factor_batches(data, p, batch_size, rng)
         rows = np.arange(p)
         second[rows, :, fixed] = first[rows, :, fixed]  # pair i shares factor fixed[i]
         pairs = np.concatenate([first, second]).reshape(2 * p * batch_size, -1)
@@ -76,8 +72,8 @@ def betavae_score(
     """The BetaVAE score (Higgins et al. 2017, "β-VAE: Learning Basic Visual Concepts with a Constrained
     Variational Framework", ICLR), as disentanglement_lib's ``beta_vae_sklearn``.
 
-    Each point: draw a factor k, then ``batch_size`` pairs of factor rows that agree on factor k only by
-    construction (the others are drawn independently); the feature is the mean absolute difference of
+    Each point: draw a factor k, then ``batch_size`` pairs of factor rows that share factor k's value
+    (the other factors drawn independently for each image); the feature is the mean absolute difference of
     the pairs' codes (D,), the label k. A linear classifier is trained on ``num_train`` points and the
     score is its accuracy on ``num_eval`` new ones. The classifier is disentanglement_lib's
     ``LogisticRegression`` with the defaults of its scikit-learn (≤ 0.21): liblinear, one-vs-rest, C = 1,
@@ -123,7 +119,8 @@ def _votes(
     per_chunk = max(1, max_images_per_call // batch_size)
     for start in range(0, num_points, per_chunk):
         p = min(per_chunk, num_points - start)
-        fixed, factors = _fixed_factor_batches(data, p, batch_size, rng)
+        fixed = rng.integers(len(data.factor_sizes), size=p)  # (p,) the factor each point keeps
+        factors = _factor_batches(data, p, batch_size, rng)
         rows = np.arange(p)
         factors[rows, :, fixed] = factors[rows, :1, fixed]  # batch i shares factor fixed[i]'s first value
         codes = encode_factors(data, represent, factors.reshape(p * batch_size, -1), max_images_per_call)
