@@ -323,3 +323,12 @@ def test_input_checks_of_split_metrics_and_representations():
         betavae_score(SMALL, broken, batch_size=4, num_train=4, num_eval=2)
     with pytest.raises(ValueError, match=r"codes \(n, D\) for n = "):
         factorvae_score(SMALL, lambda images: np.zeros(len(images)), num_variance_estimate=10)
+
+    class Transposed(FactorGrid):
+        def sample_factors(self, n, rng):
+            return super().sample_factors(n, rng).T
+
+    with pytest.raises(
+        ValueError, match=r"Transposed.sample_factors\(10\) returned shape \(4, 10\), expected \(10, 4\)"
+    ):
+        factorvae_score(Transposed((2, 3, 4, 6)), representation(SMALL), num_variance_estimate=10)

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 
-from betavae.disentanglement.representation import Representation, encode_factors, sample_codes
+from betavae.disentanglement.representation import Representation, draw_factors, encode_factors, sample_codes
 
 if TYPE_CHECKING:  # the protocol only; importing betavae.data would load Lightning
     from betavae.data.ground_truth import GroundTruthData
@@ -32,8 +32,7 @@ def _check_sizes(metric: str, batch_size: int, **counts: int) -> None:
 
 def _factor_batches(data: GroundTruthData, p: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:
     """``p`` batches of factor rows drawn uniformly from the grid, (p, batch_size, K)."""
-    k = len(data.factor_sizes)
-    return np.asarray(data.sample_factors(p * batch_size, rng), dtype=np.int64).reshape(p, batch_size, k)
+    return draw_factors(data, p * batch_size, rng).reshape(p, batch_size, -1)
 
 
 def _difference_features(

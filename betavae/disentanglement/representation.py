@@ -94,14 +94,20 @@ def encode_factors(
     return codes
 
 
+def draw_factors(data: GroundTruthData, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``data.sample_factors(n, rng)`` as int64 (n, K), checked: a wrong shape would scramble every score."""
+    factors = np.asarray(data.sample_factors(n, rng))
+    if factors.shape != (n, len(data.factor_sizes)):
+        raise ValueError(
+            f"{type(data).__name__}.sample_factors({n}) returned shape {factors.shape}, "
+            f"expected ({n}, {len(data.factor_sizes)}): one row of factor indices per sample"
+        )
+    return factors.astype(np.int64)
+
+
 def sample_codes(
     data: GroundTruthData, represent: Representation, n: int, rng: np.random.Generator, max_images_per_call: int = 4096
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` factor rows drawn uniformly from the grid and their codes: (codes (n, D), factors (n, K))."""
-    factors = np.asarray(data.sample_factors(n, rng), dtype=np.int64)  # (n, K)
-    if factors.shape != (n, len(data.factor_sizes)):
-        raise ValueError(
-            f"{type(data).__name__}.sample_factors({n}) returned shape {factors.shape}, "
-            f"expected ({n}, {len(data.factor_sizes)})"
-        )
+    factors = draw_factors(data, n, rng)  # (n, K)
     return encode_factors(data, represent, factors, max_images_per_call), factors
