@@ -91,12 +91,12 @@ DEFAULT = Preset(
     factorvae_variance=10_000,
 )
 
-#: Smaller samples for evaluation during training and on CPUs (``scripts/benchmark_disentanglement.py``
-#: measures both presets on one code): a fifth of the points for MIG, SAP, Modularity and Explicitness
-#: (their scores move by up to 0.04 on the benchmark's code), a twentieth for DCI (its gradient-boosted trees cost the most:
-#: ~16 s instead of ~350 s CPU; disentanglement and completeness come out ~0.16 lower, since trees fitted
-#: on few points spread their importance), a tenth for the BetaVAE score (its regularized classifier
-#: needs many points: ~0.06 lower) and a twentieth for the FactorVAE score (unchanged within 0.01).
+#: Smaller samples for evaluation during training and on CPUs. On the benchmark's code
+#: (``scripts/benchmark_disentanglement.py``): a fifth of the points for MIG, SAP, Modularity and
+#: Explicitness (their scores move by up to 0.04); a twentieth for DCI, whose gradient-boosted trees cost
+#: the most (~20 s instead of ~350 s CPU; disentanglement and completeness come out ~0.16 lower, since
+#: trees fitted on few points spread their importance); a tenth for the BetaVAE score (its regularized
+#: classifier needs many points: ~0.06 lower); a twentieth for the FactorVAE score (within 0.01).
 #: Compare models under one preset only.
 FAST = Preset(
     num_train=2_000,
