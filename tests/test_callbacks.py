@@ -18,9 +18,10 @@ import betavae.callbacks.fid as fid_module
 import betavae.callbacks.images as images_module
 import betavae.callbacks.traversal as traversal_module
 from betavae.callbacks import FID, ImageGrids, LatentTraversal, ReconstructionMetrics
-from betavae.callbacks._common import api_problem, due, evaluating
+from betavae.callbacks._common import due
 from betavae.cli import main
 from betavae.data import ShapesDataModule
+from betavae.model_api import api_problem, evaluating
 from betavae.models import BetaVAE
 
 

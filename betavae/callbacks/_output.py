@@ -1,14 +1,10 @@
-"""Where callbacks write: the run directory on disk, and image panels on the loggers that show them."""
+"""What callbacks show on the loggers: image panels and histograms on W&B and TensorBoard."""
 
 from __future__ import annotations
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-
-from betavae.runs import trainer_run_dir
-
-run_dir = trainer_run_dir  # the run directory (see ``betavae.runs.trainer_run_dir``)
 
 
 def log_image(trainer: L.Trainer, key: str, image: torch.Tensor, caption: str | None = None) -> None:

@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
-from betavae.callbacks._output import run_dir
+from betavae.runs import trainer_run_dir
 
 
 class AnomalyScores(BasePredictionWriter):
@@ -38,7 +38,7 @@ class AnomalyScores(BasePredictionWriter):
         self.filename = filename
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
+        trainer_run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
 
     def validation_errors(self, trainer: L.Trainer, pl_module: L.LightningModule) -> np.ndarray:
         """``predict_step``'s error over every image of the validation split."""
@@ -76,7 +76,7 @@ class AnomalyScores(BasePredictionWriter):
                 if label is not None:
                     row["label"] = int(label[i])
                 rows.append(row)
-        folder = run_dir(trainer)
+        folder = trainer_run_dir(trainer)
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / self.filename, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["index", "mse", "anomaly"])

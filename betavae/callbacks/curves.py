@@ -7,8 +7,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
-from betavae.callbacks._output import run_dir
 from betavae.plotting import plot_curves
+from betavae.runs import trainer_run_dir
 
 
 class LossCurves(Callback):
@@ -28,7 +28,7 @@ class LossCurves(Callback):
         self.history: dict[str, list[tuple[int, float]]] = {}
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
+        trainer_run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
 
     def _record(self, trainer: L.Trainer, prefix: str) -> None:
         for key, value in trainer.callback_metrics.items():
@@ -55,7 +55,7 @@ class LossCurves(Callback):
 
     def draw(self, trainer: L.Trainer) -> None:
         if self.history:
-            plot_curves(self.history, run_dir(trainer) / "images" / "loss_curves.png", self.parts)
+            plot_curves(self.history, trainer_run_dir(trainer) / "images" / "loss_curves.png", self.parts)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": {k: list(v) for k, v in self.history.items()}}

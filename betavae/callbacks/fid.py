@@ -28,9 +28,10 @@ from torch import nn
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torchmetrics.image import FrechetInceptionDistance, KernelInceptionDistance
 
-from betavae.callbacks._common import api_problem, datamodule_label, due, evaluating
-from betavae.callbacks._output import run_dir
+from betavae.callbacks._common import due
 from betavae.errors import BetaVAEError
+from betavae.model_api import api_problem, evaluating
+from betavae.runs import datamodule_label, trainer_run_dir
 
 INCEPTION_URL = URL_INCEPTION_V3
 INCEPTION_FILE = INCEPTION_URL.rsplit("/", 1)[1]  # weights-inception-2015-12-05-6726825d.pth
@@ -445,7 +446,7 @@ class FID(Callback):
 
     # ----------------------------------------------------------------- hooks
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._run_dir = run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
+        self._run_dir = trainer_run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
         if self.every_n_epochs is None or stage not in ("fit", "validate") or self.scores is not None:
             return
         if trainer.world_size > 1:  # one process downloads; the others wait, then all look for the file
@@ -519,7 +520,7 @@ class FID(Callback):
                 "feature_extractor": self.describe_extractor(),
                 "seconds": round(time.perf_counter() - start, 2),
             }
-            path = (self._run_dir or run_dir(trainer)) / "fid.jsonl"
+            path = (self._run_dir or trainer_run_dir(trainer)) / "fid.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a") as f:
                 f.write(json.dumps(record) + "\n")

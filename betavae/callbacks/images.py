@@ -10,9 +10,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from betavae.callbacks._common import api_problem, due, evaluating, model_input, with_label
-from betavae.callbacks._output import log_image, run_dir
+from betavae.callbacks._common import due
+from betavae.callbacks._output import log_image
+from betavae.model_api import api_problem, evaluating, model_input, with_label
 from betavae.plotting import image_rows, save_png, square_grid
+from betavae.runs import trainer_run_dir
 
 
 class ImageGrids(Callback):
@@ -49,7 +51,7 @@ class ImageGrids(Callback):
         self._run_dir: Path | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._run_dir = run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
+        self._run_dir = trainer_run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
         problem = api_problem(pl_module, sample=1) if self.num_samples > 0 else None
         if problem and problem != self._no_samples:
             rank_zero_warn(f"ImageGrids: {problem}; reconstruction grids only, no sample grids.")
@@ -85,7 +87,7 @@ class ImageGrids(Callback):
                 generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
                 samples = pl_module.sample(self.num_samples, generator=generator)
                 grids["samples"] = square_grid(pl_module.to_pixels(samples))
-        folder = (self._run_dir or run_dir(trainer)) / "images"
+        folder = (self._run_dir or trainer_run_dir(trainer)) / "images"
         for name, grid in grids.items():
             save_png(grid, folder / f"{name}_epoch={trainer.current_epoch:03d}.png")
             log_image(trainer, f"val/{name}", grid, caption=f"epoch {trainer.current_epoch}")

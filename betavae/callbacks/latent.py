@@ -12,8 +12,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torchvision.utils import make_grid
 
-from betavae.callbacks._output import log_image, run_dir
+from betavae.callbacks._output import log_image
 from betavae.plotting import plt, save_png
+from betavae.runs import trainer_run_dir
 
 
 def scatter_codes(points: np.ndarray, labels: np.ndarray | None, title: str, path: Path) -> Path:
@@ -69,7 +70,7 @@ class LatentViews(Callback):
         self._drawn = -1  # the epoch last drawn
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
+        trainer_run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._codes, self._labels, self._epoch = [], [], trainer.current_epoch
@@ -103,7 +104,7 @@ class LatentViews(Callback):
         codes = torch.cat(self._codes)[: self.max_points].numpy()  # (N, D)
         labels = torch.cat(self._labels)[: len(codes)].numpy() if self._labels else None
         self._drawn = self._epoch
-        folder, tag = run_dir(trainer) / "images", f"epoch={self._epoch:03d}"
+        folder, tag = trainer_run_dir(trainer) / "images", f"epoch={self._epoch:03d}"
         figures: dict[str, Path] = {}
         if codes.shape[1] == 2:
             figures["latent_scatter"] = scatter_codes(codes, labels, "codes", folder / f"latent_scatter_{tag}.png")

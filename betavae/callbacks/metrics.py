@@ -12,7 +12,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio
 
-from betavae.callbacks._common import api_problem, evaluating, model_input, with_label
+from betavae.model_api import api_problem, evaluating, model_input, with_label
 
 
 class SSIM(Metric):

@@ -12,9 +12,11 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from betavae.callbacks._common import api_problem, due, evaluating, with_label
-from betavae.callbacks._output import log_histogram, log_image, run_dir
+from betavae.callbacks._common import due
+from betavae.callbacks._output import log_histogram, log_image
+from betavae.model_api import api_problem, evaluating, with_label
 from betavae.plotting import load_png, save_gif, traversal_figure, traversal_frames
+from betavae.runs import trainer_run_dir
 
 
 def traversal_values(span: float = 3.0, steps: int = 7) -> torch.Tensor:
@@ -203,14 +205,14 @@ class LatentTraversal(Callback):
         self._run_dir: Path | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._run_dir = run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
+        self._run_dir = trainer_run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
         problem = api_problem(pl_module, encode=1, decode=1, to_pixels=1)
         self._disable(problem)
 
     def _record_kl(self, trainer: L.Trainer, kl: torch.Tensor) -> None:
         """Append the mean KL per dimension to ``kl_per_dim.csv`` (epoch, step, one column per dimension)
         and show its distribution as ``val/kl_per_dim`` on W&B / TensorBoard."""
-        path = (self._run_dir or run_dir(trainer)) / "kl_per_dim.csv"
+        path = (self._run_dir or trainer_run_dir(trainer)) / "kl_per_dim.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         header = not path.is_file()
         with path.open("a") as f:
@@ -277,7 +279,7 @@ class LatentTraversal(Callback):
             dims,
             kl,
             self.values,
-            (self._run_dir or run_dir(trainer)) / "images" / f"traversal_epoch={epoch:03d}.png",
+            (self._run_dir or trainer_run_dir(trainer)) / "images" / f"traversal_epoch={epoch:03d}.png",
             relative=self.relative,
             gif=self.gif,
             title=f"{type(pl_module).__name__}, epoch {epoch}",

@@ -18,11 +18,11 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from betavae.callbacks._common import datamodule_label, evaluating, with_label
 from betavae.callbacks.fid import FID, add_samples
 from betavae.callbacks.metrics import reconstruction_metrics
 from betavae.checkpoints import check_fits, load_checkpoint
-from betavae.runs import run_dir_of
+from betavae.model_api import evaluating, with_label
+from betavae.runs import datamodule_label, run_dir_of
 
 # (header, key) of the study's table (dataset, β, SSIM, PSNR dB, FID) and what each number rests on
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (

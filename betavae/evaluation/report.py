@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from betavae.callbacks._common import dataset_label
 from betavae.evaluation.evaluate import markdown_table, table_cells
 from betavae.plotting import bar_chart
+from betavae.runs import dataset_label
 
 CSV_FIELDS = (
     "dataset",

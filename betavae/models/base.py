@@ -21,14 +21,6 @@ from betavae.errors import BetaVAEError
 from betavae.normalization import check_stats, imagenet_stats
 
 
-def image_seeds(batch: dict[str, Any]) -> list[int]:
-    """A seed per image of ``batch``: its dataset ``"index"``, else its position in the batch."""
-    index = batch.get("index")
-    if isinstance(index, torch.Tensor):
-        return [int(i) for i in index.tolist()]
-    return list(range(batch["image"].shape[0]))
-
-
 class NonFiniteLossError(BetaVAEError, RuntimeError):
     """Raised when a training or validation loss is NaN or infinite; a training step's update is not applied."""
 

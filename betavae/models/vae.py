@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from betavae.models.base import AutoencoderModule, image_seeds
+from betavae.models.base import AutoencoderModule
 from betavae.models.posterior import DiagonalGaussian
 from betavae.nets import ConvDecoder, ConvEncoder
+from betavae.runs import image_seeds
 
 STUDY_HIDDEN_CHANNELS = (32, 64, 128, 256, 512)
 
