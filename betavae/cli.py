@@ -40,7 +40,6 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from betavae.callbacks import FID, ImageGrids, LatentTraversal, LossCurves, ReconstructionMetrics
-from betavae.callbacks.fid import prefetch
 from betavae.checkpoints import (
     AtomicCheckpointIO,
     RunCheckpoint,
@@ -53,6 +52,7 @@ from betavae.config_names import CONFIG_FLAGS, resolve_config_args, with_run_con
 from betavae.data import ImageDataModule
 from betavae.errors import CheckpointError, debugging, known_error
 from betavae.evaluation import report
+from betavae.fid import prefetch
 from betavae.models import AutoencoderModule
 from betavae.runs import NewRunFolders, trainer_run_dir
 from betavae.tracking import configure_wandb, logger_entries, write_run_ids

@@ -5,7 +5,8 @@ process) on procedural shapes, timed after ``--warmup`` batches by a callback on
 
 - ``1 process, fp32``: the baseline;
 - ``N processes, fp32`` (DDP; gloo on CPU, NCCL on GPUs): scaling efficiency = images/s / (N x baseline);
-- ``1 process, bf16-mixed`` (``--trainer.precision bf16-mixed``) and ``1 process, compile``
+- ``1 process, bf16-mixed`` (``--trainer.precision bf16-mixed``), ``1 process, channels_last``
+  (``--channels-last``: ``--model.init_args.channels_last true``) and ``1 process, compile``
   (``--model.init_args.compile true``): their speed-up over the baseline.
 
 Every run validates after its epoch; the 1-process runs start from the same seed and see the same
@@ -169,12 +170,16 @@ def main() -> int:
     parser.add_argument("--val-batches", type=int, default=8, help="validation batches for the score check")
     parser.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu"])
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile run")
+    parser.add_argument("--channels-last", action="store_true", help="also run with channels_last weights")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows and scores as JSON here")
     parser.add_argument("--tolerance", type=float, default=0.02, help="largest relative score change allowed")
     opts = parser.parse_args()
     if 1 not in opts.devices:
         parser.error("--devices must include 1 (the baseline)")
 
     switches = {"bf16-mixed": ["--trainer.precision=bf16-mixed"]}
+    if opts.channels_last:
+        switches["channels_last"] = ["--model.init_args.channels_last=true"]
     if not opts.no_compile:
         switches["compile"] = ["--model.init_args.compile=true"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -222,6 +227,9 @@ def main() -> int:
         worst = max(worst, diff)
     tolerance = opts.tolerance
     print(f"\n1-process scores within {tolerance:g} (relative) of fp32: {'PASS' if worst <= tolerance else 'FAIL'}")
+    if opts.json is not None:
+        record = {"device": device, "rows": rows, "checkpoint_scores": scores, "worst": worst, "tolerance": tolerance}
+        opts.json.write_text(json.dumps(record, indent=1))
     return 0 if worst <= tolerance else 1
 
 

@@ -20,7 +20,7 @@
 #
 # --smoke replaces the datasets with small stand-ins written from scikit-image's bundled images
 # (scripts/make_smoke_data.py) in the same layouts, trains tiny networks for 2 steps, and computes FID
-# on a stand-in feature network (betavae.callbacks.fid.PixelFeatures: pooled pixels, a fixed random
+# on a stand-in feature network (betavae.fid.PixelFeatures: pooled pixels, a fixed random
 # projection), since the InceptionV3 weights cannot be downloaded offline (a randomly initialised
 # Inception collapses every image to nearly the same features: FID ~ 1e-12). Its numbers test the
 # pipeline, not the models.
@@ -78,7 +78,7 @@ run_args() {  # the fit arguments of one run (after its --config)
       "--model.init_args.hidden_channels=[8,16,32]" --model.init_args.latent_dim=8 \
       --trainer.max_epochs=1 --trainer.limit_train_batches=2 --trainer.limit_val_batches=2 \
       --progress_bar.refresh_rate=0 --trainer.enable_model_summary=false \
-      --fid.feature_extractor=betavae.callbacks.fid.PixelFeatures --fid.num_samples=32 --fid.batch_size=16 \
+      --fid.feature_extractor=betavae.fid.PixelFeatures --fid.num_samples=32 --fid.batch_size=16 \
       --fid.kid_subset_size=8 --fid.kid_subsets=10
     if [[ "$run" == batik_* ]]; then
       printf '%s\n' --data.init_args.num_patches=32 --data.init_args.patch_size=128

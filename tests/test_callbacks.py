@@ -10,13 +10,12 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
+from helpers import CountingFeatures, KnownKL
 from lightning.pytorch.strategies import SingleDeviceStrategy
-from test_fid import TinyFeatures
-from test_traversal import KnownKL
 
-import betavae.callbacks.fid as fid_module
 import betavae.callbacks.images as images_module
 import betavae.callbacks.traversal as traversal_module
+import betavae.fid.weights as fid_module
 from betavae.callbacks import FID, ImageGrids, LatentTraversal, ReconstructionMetrics
 from betavae.callbacks._common import due
 from betavae.cli import main
@@ -28,7 +27,7 @@ from betavae.models import BetaVAE
 def every_callback() -> list[L.Callback]:
     return [
         ReconstructionMetrics(),
-        FID(every_n_epochs=1, num_samples=12, batch_size=5, kid_subset_size=4, feature_extractor=TinyFeatures()),
+        FID(every_n_epochs=1, num_samples=12, batch_size=5, kid_subset_size=4, feature_extractor=CountingFeatures()),
         LatentTraversal(top_k=3),
         ImageGrids(num_images=4, num_samples=4),
     ]
@@ -119,7 +118,7 @@ def test_epoch_end_drawing_restores_training_mode(tmp_path):
     model = tiny_model()
     data = tiny_data()
     trainer.fit(model, data)
-    batch = next(iter(data.val_dataloader()))
+    batch = next(data.eval_batches("val"))
     for callback in callbacks:
         model.train()
         state = torch.get_rng_state()
@@ -249,10 +248,10 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     """One of two gloo processes: score its own, unequal share of the images and features."""
     import os
 
-    from test_fid import feature_sets
-    from test_metrics import seeded_pairs
+    from helpers import feature_sets, seeded_pairs
 
-    from betavae.callbacks import GenerativeScores, reconstruction_metrics
+    from betavae.callbacks import reconstruction_metrics
+    from betavae.fid import GenerativeScores
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
@@ -280,8 +279,7 @@ def test_metric_states_are_gathered_across_processes(tmp_path):
     all the data, on both ranks (states synced, not per-rank scores averaged)."""
     import socket
 
-    from test_fid import feature_sets, scores_with
-    from test_metrics import seeded_pairs
+    from helpers import feature_sets, scores_with, seeded_pairs
 
     from betavae.callbacks import reconstruction_metrics
 
@@ -324,7 +322,7 @@ def test_callbacks_run_under_ddp(tmp_path):
 
     callbacks = [
         ReconstructionMetrics(),
-        FID(every_n_epochs=1, num_samples=11, kid_subset_size=4, feature_extractor=TinyFeatures()),
+        FID(every_n_epochs=1, num_samples=11, kid_subset_size=4, feature_extractor=CountingFeatures()),
         LatentTraversal(top_k=2),
     ]
     common.update(logger=L.pytorch.loggers.CSVLogger(tmp_path, name="ddp"))

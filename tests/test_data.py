@@ -8,16 +8,16 @@ from torchvision.transforms import v2
 
 from betavae.data import (
     ImageFolderDataModule,
+    IndexedSubset,
     ShapesDataModule,
     TensorImageDataset,
-    TransformedSubset,
     find_images,
     load_image,
     render_shapes,
     sample_factors,
     split_indices,
 )
-from betavae.data.base import transform_batch
+from betavae.data.base import normalize_images
 from betavae.data.shapes import HALF_SIZE
 
 
@@ -49,19 +49,27 @@ def test_datamodule_split_and_loaders():
     val_idx = {dm.val_set[i]["index"] for i in range(len(dm.val_set))}
     assert len(val_idx) == 10 and len(train_idx) == 30 and train_idx.isdisjoint(val_idx)
     batch = next(iter(dm.train_dataloader()))
-    assert batch["image"].shape == (8, 1, 16, 16) and batch["image"].dtype == torch.float32
+    assert batch["image"].shape == (8, 1, 16, 16) and batch["image"].dtype == torch.uint8  # a quarter of the bytes
     assert batch["factors"].shape == (8, 5) and batch["label"].shape == (8,)
+    prepared = dm.prepare_batch(batch)
+    assert prepared["image"].dtype == torch.float32 and prepared["factors"] is batch["factors"]
+    assert dm.prepare_batch(prepared) is prepared  # already prepared: left alone
     dm2 = ShapesDataModule(num_images=40, image_size=16, batch_size=8, split_seed=3)
     dm2.setup("fit")
     assert dm2.val_set.indices == dm.val_set.indices
 
 
-def test_train_and_val_transforms_differ_only_by_the_flip():
-    dm = ImageFolderDataModule(root="unused", image_size=16)
-    train = [type(t) for t in dm.train_transform.transforms]
-    val = [type(t) for t in dm.val_transform.transforms]
-    assert train == [v2.RandomHorizontalFlip, *val]
-    assert ShapesDataModule().train_transform.transforms[0].__class__ is not v2.RandomHorizontalFlip
+def test_training_batches_differ_from_validation_ones_only_by_the_flip():
+    dm = ShapesDataModule(num_images=40, image_size=16, batch_size=40, channels=3, flip=True)
+    dm.setup("fit")
+    batch = next(iter(dm.val_dataloader()))
+    plain = dm.prepare_batch(batch)["image"]
+    torch.manual_seed(0)
+    trained = dm.prepare_batch(batch, train=True)["image"]
+    flipped = [torch.equal(t, p.flip(-1)) and not torch.equal(t, p) for t, p in zip(trained, plain, strict=True)]
+    same = [torch.equal(t, p) for t, p in zip(trained, plain, strict=True)]
+    assert all(f or s for f, s in zip(flipped, same, strict=True)) and 0 < sum(flipped) < 40
+    assert not ShapesDataModule().flip  # shapes: a flip would contradict pos_x and orientation
 
 
 def test_datamodule_rejects_bad_settings():
@@ -226,30 +234,53 @@ def test_batched_items_equal_single_items_without_augmentation():
         assert torch.equal(item["factors"], single["factors"]) and item["label"] == single["label"]
 
 
-def test_batched_flip_is_drawn_per_image_like_the_single_transform():
+def test_prepared_batches_equal_torchvisions_per_image_transforms_bit_for_bit():
+    """Validation scores cannot change: the batched path after the transfer gives exactly the tensors of
+    torchvision's per-image ``ToDtype(float32, scale=True)`` + ``Normalize`` (the old worker-side path)."""
     images = torch.randint(0, 256, (400, 3, 8, 8), dtype=torch.uint8)
-    flip_then_normalize = v2.Compose(
-        [v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5] * 3, [0.25] * 3)]
-    )
-    normalize = v2.Compose(flip_then_normalize.transforms[1:])
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    reference = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    plain = torch.stack([reference(image) for image in images])
+    assert torch.equal(normalize_images(images, mean, std), plain)
     torch.manual_seed(0)
-    out = transform_batch(flip_then_normalize, images.clone())
-    plain = torch.stack([normalize(image) for image in images])  # the per-image reference
+    out = normalize_images(images, mean, std, flip=True)
     pairs = list(zip(out, plain, strict=True))
     flipped = torch.tensor([torch.equal(o, p.flip(-1)) and not torch.equal(o, p) for o, p in pairs])
     same = torch.tensor([torch.equal(o, p) for o, p in pairs])
     assert (flipped | same).all()
     assert 150 < int(flipped.sum()) < 250  # p = 0.5, independently per image
-    assert torch.equal(transform_batch(normalize, images.clone()), plain)
 
 
-def test_unbatchable_transforms_fall_back_to_one_image_at_a_time():
+def test_validation_scores_are_unchanged_by_the_uint8_path(tmp_path):
+    """A model validated through Lightning (uint8 batches prepared by on_after_batch_transfer) scores what it
+    scores on batches normalized image by image with torchvision's transforms."""
+    import lightning as L
+
+    from betavae.models import BetaVAE
+
+    dm = ShapesDataModule(num_images=40, image_size=16, batch_size=5, channels=3)
+    torch.manual_seed(0)
+    model = BetaVAE(in_channels=3, image_size=16, hidden_channels=(8, 16), latent_dim=4, mean=dm.mean, std=dm.std)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    logged = trainer.validate(model, dm, verbose=False)[0]["val/loss"]
+    reference = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(dm.mean, dm.std)])
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in dm.val_dataloader():
+            batch = {**batch, "image": torch.stack([reference(image) for image in batch["image"]])}
+            total += float(model.loss_parts(batch)["loss"]) * len(batch["image"])
+            count += len(batch["image"])
+    assert logged == pytest.approx(total / count, rel=1e-6)
+
+
+def test_indexed_subset_reads_batches_like_single_items():
     dataset = TensorImageDataset(torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8), torch.arange(6))
-    crop = v2.Compose([v2.RandomCrop(4), v2.ToDtype(torch.float32, scale=True)])
-    assert transform_batch(crop, dataset.images) is None
-    subset = TransformedSubset(dataset, [5, 1, 2], crop)
+    subset = IndexedSubset(dataset, [5, 1, 2])
     batch = subset.__getitems__([0, 2])
-    assert [b["image"].shape for b in batch] == [(1, 4, 4), (1, 4, 4)] and [b["label"] for b in batch] == [5, 2]
+    assert [b["label"] for b in batch] == [5, 2] and [b["index"] for b in batch] == [5, 2]
+    assert batch.collated["image"].dtype == torch.uint8 and batch.collated["image"].shape == (2, 1, 8, 8)
+    assert torch.equal(batch.collated["image"][1], dataset.images[2])
 
 
 def test_tensor_dataset_checks_its_inputs():

@@ -41,7 +41,7 @@ COMMON = [
     "--fid.num_samples=10",
     "--fid.batch_size=3",
     "--fid.kid_subset_size=4",
-    "--fid.feature_extractor=test_fid.TinyFeatures",
+    "--fid.feature_extractor=helpers.CountingFeatures",
     "--seed_everything=0",
 ]
 SCORES = ("val/loss", "val/recon", "val/kl", "val/psnr", "val/ssim", "val/fid")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import write_images
-from test_metrics import skimage_scores
+from helpers import skimage_scores
 
 from betavae.cli import BetaVAECLI, main
 from betavae.evaluation import markdown_table
@@ -32,7 +32,7 @@ TRAIN = [
     "--progress_bar.refresh_rate=0",
 ]
 TINY_FID = [
-    "--fid.feature_extractor=test_fid.TinyFeatures",
+    "--fid.feature_extractor=helpers.CountingFeatures",
     "--fid.num_samples=24",
     "--fid.kid_subset_size=4",
     "--fid.kid_subsets=3",
@@ -57,7 +57,7 @@ def test_evaluate_scores_the_validation_split_and_writes_json_and_markdown(tmp_p
     assert result["psnr"] == pytest.approx(float(logged["val/psnr"]), rel=1e-5)
     assert result["ssim"] == pytest.approx(float(logged["val/ssim"]), rel=1e-5, abs=1e-6)
     assert result["fid"] is not None and result["fid_num_samples"] == 24 and result["fid_num_real"] == 8
-    assert result["fid_reference"] == "shapes validation split" and "TinyFeatures" in result["fid_feature_extractor"]
+    assert result["fid_reference"] == "shapes validation split" and "PixelFeatures" in result["fid_feature_extractor"]
     row = (run / "evaluation" / "last.md").read_text().splitlines()
     assert row[0].startswith("| dataset | β | SSIM | PSNR (dB) | FID | n |")
     assert row[2].startswith(f"| shapes | 4 | {result['ssim']:.3f} | {result['psnr']:.2f} | {result['fid']:.2f} | 8 |")
@@ -89,7 +89,7 @@ def test_evaluate_without_weights_fails_early_or_notes_the_missing_fid(tmp_path,
     monkeypatch.chdir(tmp_path)
     run = train("shapes_b4")
     missing = ["--fid.weights_path", str(tmp_path / "no_such_weights.pth")]
-    from betavae.callbacks import InceptionWeightsError
+    from betavae.fid import InceptionWeightsError
 
     with pytest.raises(InceptionWeightsError, match="python -m betavae prefetch"):
         BetaVAECLI(args=["evaluate", f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}", *missing])

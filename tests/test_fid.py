@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from helpers import CountingFeatures, CountTrainBatches, feature_sets, random_inception_weights, scores_with
 from torch import nn
 
-from betavae.callbacks import FID, GenerativeScores, InceptionFeatures, InceptionWeightsError
-from betavae.callbacks import fid as fid_module
+import betavae.fid.weights as fid_module
+from betavae.callbacks import FID
 from betavae.cli import BetaVAECLI, main
 from betavae.data import ShapesDataModule
+from betavae.fid import GenerativeScores, InceptionFeatures, InceptionWeightsError
 from betavae.models import BetaVAE
 
 SHAPES = [
@@ -39,30 +41,6 @@ SHAPES = [
 ]
 
 
-class TinyFeatures(nn.Module):
-    """A small fixed feature extractor for [0, 1] images: 4x4 average-pooled pixels of the mean channel,
-    a fixed random projection and a tanh; counts the images it has seen.
-
-    Args:
-        num_features: Output size.
-    """
-
-    def __init__(self, num_features: int = 8) -> None:
-        super().__init__()
-        self.num_features = num_features
-        self.proj = nn.Linear(16, num_features)
-        with torch.no_grad():
-            g = torch.Generator().manual_seed(0)
-            self.proj.weight.copy_(torch.randn(num_features, 16, generator=g))
-            self.proj.bias.copy_(torch.randn(num_features, generator=g))
-        self.seen = 0
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        self.seen += images.shape[0]
-        pooled = nn.functional.adaptive_avg_pool2d(images.mean(dim=1, keepdim=True), 4).flatten(1)  # (B, 16)
-        return torch.tanh(self.proj(pooled))
-
-
 def scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
     """The Fréchet distance of Gaussians fitted to two feature sets, with scipy's matrix square root."""
     mu_a, mu_b = a.mean(0), b.mean(0)
@@ -81,26 +59,6 @@ def numpy_kid(a: np.ndarray, b: np.ndarray) -> float:
     return float(
         (kaa.sum() - np.trace(kaa)) / (m * (m - 1)) + (kbb.sum() - np.trace(kbb)) / (n * (n - 1)) - 2 * kab.mean()
     )
-
-
-def feature_sets(seed: int = 0, d: int = 12, n_a: int = 400, n_b: int = 300) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    mix_a, mix_b = rng.normal(size=(d, d)), rng.normal(size=(d, d))
-    a = rng.normal(size=(n_a, d)) @ mix_a
-    b = rng.normal(size=(n_b, d)) @ mix_b * 0.7 + 0.5
-    return a, b
-
-
-def scores_with(a: np.ndarray, b: np.ndarray, **kwargs) -> dict[str, float]:
-    kwargs.setdefault("kid_subsets", 5)  # KID is not what these tests check: keep it quick
-    extractor = nn.Identity()  # the sets are features already
-    extractor.num_features = a.shape[1]
-    scores = GenerativeScores(extractor, **kwargs)
-    for chunk in np.array_split(a, 3):  # several updates, as batches arrive
-        scores.update_features(torch.from_numpy(chunk), real=True)
-    for chunk in np.array_split(b, 4):
-        scores.update_features(torch.from_numpy(chunk), real=False)
-    return scores.compute(seed=0)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -145,7 +103,7 @@ def test_scores_need_a_feature_size():
 
 # ------------------------------------------------------------------------------------------- the callback
 def test_callback_logs_fid_and_records_its_basis_and_encodes_the_reference_once(tmp_path):
-    extractor = TinyFeatures()
+    extractor = CountingFeatures()
     callback = FID(every_n_epochs=1, num_samples=40, batch_size=16, kid_subset_size=10, feature_extractor=extractor)
     data = ShapesDataModule(num_images=48, image_size=16, batch_size=4)
     model = BetaVAE(latent_dim=4, hidden_channels=(8, 16), in_channels=1, image_size=16)
@@ -165,13 +123,13 @@ def test_callback_logs_fid_and_records_its_basis_and_encodes_the_reference_once(
     lines = [json.loads(s) for s in (Path(trainer.log_dir) / "fid.jsonl").read_text().splitlines()]
     assert [line["epoch"] for line in lines] == [0, 1, 2]
     assert all(line["num_samples"] == 40 and line["num_real"] == n_val for line in lines)
-    assert lines[0]["reference"] == "shapes validation split" and "TinyFeatures" in lines[0]["feature_extractor"]
+    assert lines[0]["reference"] == "shapes validation split" and "PixelFeatures" in lines[0]["feature_extractor"]
     assert trainer.callback_metrics["val/fid"] == pytest.approx(lines[-1]["fid"], rel=1e-6)
     assert "val/kid" in trainer.callback_metrics
 
 
 def test_callback_caps_the_reference_set(tmp_path):
-    extractor = TinyFeatures()
+    extractor = CountingFeatures()
     callback = FID(every_n_epochs=1, num_samples=8, max_real_images=6, kid_subset_size=4, feature_extractor=extractor)
     trainer = L.Trainer(
         max_epochs=1,
@@ -194,7 +152,7 @@ def test_callback_skips_models_without_sample_with_one_warning(tmp_path):
     class NoSample(BetaVAE):
         sample = None  # type: ignore[assignment]
 
-    callback = FID(every_n_epochs=1, num_samples=8, feature_extractor=TinyFeatures())
+    callback = FID(every_n_epochs=1, num_samples=8, feature_extractor=CountingFeatures())
     trainer = L.Trainer(
         max_epochs=2,
         limit_train_batches=1,
@@ -293,18 +251,11 @@ def test_prefetch_command_downloads_to_the_given_path(tmp_path, monkeypatch, cap
     assert fid_module.WEIGHTS_ENV in capsys.readouterr().out
 
 
-class CountTrainBatches(L.Callback):
-    batches = 0
-
-    def on_train_batch_start(self, *args) -> None:
-        CountTrainBatches.batches += 1
-
-
 def test_a_run_with_fid_and_no_weights_stops_at_setup_before_training(no_weights, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     CountTrainBatches.batches = 0
     with pytest.raises(InceptionWeightsError) as err:
-        BetaVAECLI(args=["fit", *SHAPES, "--fid.every_n_epochs=1", "--trainer.callbacks=test_fid.CountTrainBatches"])
+        BetaVAECLI(args=["fit", *SHAPES, "--fid.every_n_epochs=1", "--trainer.callbacks=helpers.CountTrainBatches"])
     assert_says_what_to_do(str(err.value), no_weights)
     assert CountTrainBatches.batches == 0
     assert not list(tmp_path.rglob("*.ckpt"))
@@ -322,7 +273,7 @@ def test_on_missing_warn_turns_fid_off_with_one_warning(no_weights, tmp_path, mo
 def test_inception_features_on_a_random_network(tmp_path):
     """The Inception path (gray to RGB, uint8 rounding, 299 px resize, 2048 features) without the real
     weights: a randomly initialised network of the same architecture."""
-    weights = fid_module.random_inception_weights(tmp_path / "random.pth")
+    weights = random_inception_weights(tmp_path / "random.pth")
     net = InceptionFeatures(weights)
     gray = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     # one pass: gray, the same as RGB with equal channels, and shifted by less than half a uint8 step

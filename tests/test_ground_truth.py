@@ -143,7 +143,7 @@ def test_factor_batches_carry_indices_and_the_shape_label(kind, tmp_path):
     assert batch["label"].dtype == torch.int64 and torch.equal(
         batch["label"], batch["factors"][:, list(dm.factor_names).index("shape")]
     )
-    assert batch["image"].dtype == torch.float32 and batch["image"].shape[1:] == (dm.num_channels, *[dm.image_size] * 2)
+    assert batch["image"].dtype == torch.uint8 and batch["image"].shape[1:] == (dm.num_channels, *[dm.image_size] * 2)
     codes, names = observed_factors(batch, dm)
     assert names == tuple(dm.factor_names) and np.array_equal(codes, batch["factors"].numpy())
 

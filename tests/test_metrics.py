@@ -5,43 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-import numpy as np
 import pytest
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from helpers import seeded_pairs, skimage_scores
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
 from betavae.callbacks import SSIM, ReconstructionMetrics, reconstruction_metrics
 from betavae.data import ShapesDataModule
 from betavae.models import AutoencoderModule
-
-
-def skimage_scores(recon: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
-    """Mean over images of scikit-image's PSNR and SSIM (Gaussian window σ 1.5, data range 1)."""
-    psnr, ssim = [], []
-    for r, t in zip(recon.double().numpy(), target.double().numpy(), strict=True):  # (C, H, W) each
-        psnr.append(peak_signal_noise_ratio(t, r, data_range=1.0))
-        ssim.append(
-            structural_similarity(
-                t,
-                r,
-                gaussian_weights=True,
-                sigma=1.5,
-                use_sample_covariance=False,
-                data_range=1.0,
-                channel_axis=0,
-            )
-        )
-    return float(np.mean(psnr)), float(np.mean(ssim))
-
-
-def seeded_pairs(channels: int, size: int, seed: int, n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smooth random images in [0, 1] and noisy, partly clipped versions of them (different noise levels)."""
-    g = torch.Generator().manual_seed(seed)
-    base = torch.rand(n, channels, size // 4, size // 4, generator=g)
-    target = torch.nn.functional.interpolate(base, size=size, mode="bilinear", align_corners=False)
-    noise = torch.randn(target.shape, generator=g) * torch.linspace(0.02, 0.3, n).view(n, 1, 1, 1)
-    return (target + noise).clamp(0, 1), target
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -113,7 +84,7 @@ def test_callback_logs_scores_of_to_pixels_images_over_the_whole_validation_spli
         default_root_dir=tmp_path,
     )
     logged = trainer.validate(model, data, verbose=False)[0]
-    pixels = torch.stack([model.to_pixels(item["image"].unsqueeze(0))[0] for item in data.val_set])  # (10, 1, H, W)
+    pixels = torch.stack([item["image"] for item in data.val_set]).float() / 255  # (10, 1, H, W) uint8 → [0, 1]
     psnr, ssim = skimage_scores(pixels * 0.8, pixels)
     assert len(pixels) == 10
     assert logged["val/psnr"] == pytest.approx(psnr, abs=1e-3)
@@ -168,7 +139,7 @@ def test_denoisers_are_scored_on_reconstructing_the_corrupted_input(tmp_path):
     logged = trainer.validate(model, data, verbose=False)[0]
     clean, corrupted = [], []
     for item in data.val_set:  # each image's corruption is seeded by its dataset index
-        x = item["image"].unsqueeze(0)  # (1, C, H, W)
+        x = data.prepare_batch({"image": item["image"].unsqueeze(0)})["image"]  # (1, C, H, W), normalized
         clean.append(model.to_pixels(x))
         corrupted.append(model.to_pixels(model.corrupt(x, torch.Generator().manual_seed(int(item["index"])))))
     psnr, ssim = skimage_scores(torch.cat(corrupted), torch.cat(clean))

@@ -28,7 +28,7 @@ def test_normalize_denormalize_round_trip_through_the_data_and_the_model():
         assert data.mean == mean and data.std == std
         model = BetaVAE(in_channels=channels, image_size=16, hidden_channels=(8,), mean=data.mean, std=data.std)
         pixels = torch.randint(0, 256, (2, channels, 16, 16), dtype=torch.uint8)
-        normalized = torch.stack([data.val_transform(p) for p in pixels])
+        normalized = data.prepare_batch({"image": pixels})["image"]
         # the data is normalized: for ImageNet stats, black maps far below 0 and white above 1
         assert normalized.min() < -1.5 and normalized.max() > 2.0
         torch.testing.assert_close(model.to_pixels(normalized), pixels.float() / 255, atol=1e-6, rtol=0)

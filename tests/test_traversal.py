@@ -8,9 +8,8 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
-import torch.nn.functional as F
+from helpers import SCALES, KnownKL
 from PIL import Image
-from torch import nn
 
 from betavae.callbacks import LatentTraversal
 from betavae.callbacks.traversal import (
@@ -24,48 +23,6 @@ from betavae.callbacks.traversal import (
 from betavae.cli import BetaVAECLI, main
 from betavae.data import ShapesDataModule
 from betavae.evaluation import parse_dims
-from betavae.models import AutoencoderModule, DiagonalGaussian
-
-SCALES = (0.5, 3.0, 0.0, 1.0, 2.0, 0.1)  # KL of dimension d is ½ SCALES[d]² E[f²]: ranked 1, 4, 3, 0, 5, 2
-
-
-class KnownKL(AutoencoderModule):
-    """An encoder with known per-dimension KL and a linear decoder.
-
-    μ_d = SCALES[d] · f(x) with f(x) the mean of the normalized image and log σ² = 0, so
-    KL(q(z_d | x) ‖ N(0, 1)) = ½ SCALES[d]² f(x)². The decoder is a trainable linear map.
-    """
-
-    def __init__(self, image_size: int = 16, **kwargs: Any) -> None:
-        super().__init__(in_channels=1, image_size=image_size, **kwargs)
-        self.register_buffer("scales", torch.tensor(SCALES))
-        self.latent_dim = len(SCALES)
-        self.decoder = nn.Linear(self.latent_dim, image_size * image_size)
-        with torch.no_grad():
-            self.decoder.weight.copy_(
-                torch.randn(self.decoder.weight.shape, generator=torch.Generator().manual_seed(0))
-            )
-
-    @staticmethod
-    def feature(x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1).mean(dim=1, keepdim=True)  # (B, 1)
-
-    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
-        mean = self.feature(x) * self.scales  # (B, D)
-        return DiagonalGaussian(mean, torch.zeros_like(mean))
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z).view(-1, 1, self.image_size, self.image_size)
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x).mean)
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.decode(torch.randn(n, self.latent_dim, generator=generator, device=self.device))
-
-    def loss_parts(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        recon = F.mse_loss(self.reconstruct(batch["image"]), batch["image"])
-        return {"loss": recon, "recon": recon}
 
 
 def data(n: int = 48) -> ShapesDataModule:
@@ -75,7 +32,8 @@ def data(n: int = 48) -> ShapesDataModule:
 
 
 def analytic_kl(dm: ShapesDataModule) -> torch.Tensor:
-    f = torch.stack([KnownKL.feature(item["image"].unsqueeze(0))[0, 0] for item in dm.val_set])
+    images = (dm.prepare_batch({"image": item["image"].unsqueeze(0)})["image"] for item in dm.val_set)
+    f = torch.stack([KnownKL.feature(image)[0, 0] for image in images])
     return 0.5 * torch.tensor(SCALES).pow(2) * f.pow(2).mean()
 
 
@@ -115,7 +73,7 @@ def test_grid_is_k_rows_by_7_columns_and_its_middle_column_decodes_the_unchanged
 def test_dimensions_are_ranked_by_their_mean_kl():
     dm = data()
     model = KnownKL()
-    kl = mean_kl_per_dim(model, (batch["image"] for batch in dm.val_dataloader()))
+    kl = mean_kl_per_dim(model, (batch["image"] for batch in dm.eval_batches("val")))
     torch.testing.assert_close(kl, analytic_kl(dm), rtol=1e-5, atol=1e-8)
     assert top_dims(kl, 3) == [1, 4, 3]
     assert top_dims(kl, 100) == [1, 4, 3, 0, 5, 2]
@@ -159,7 +117,7 @@ def test_bad_dimensions_are_named():
 
 def test_render_draws_both_references_and_returns_the_panels(tmp_path):
     model = KnownKL()
-    reference = data().val_set[0]["image"]
+    reference = next(data().eval_batches("val"))["image"][0]
     out = render_traversal(model, reference, [1, 4], torch.ones(6), traversal_values(2.0, 5), tmp_path / "t.png")
     assert set(out["panels"]) == {"from μ of the reference", "from z = 0"}
     assert all(p.shape == (2, 5, 1, 16, 16) for p in out["panels"].values())

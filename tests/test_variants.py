@@ -246,7 +246,7 @@ def test_denoising_autoencoder_output_is_cleaner_than_its_noisy_input():
 def shapes_batches(n: int = 256, size: int = 16, batch: int = 32) -> list[dict]:
     dm = ShapesDataModule(num_images=n, image_size=size, batch_size=batch, split_seed=0)
     dm.setup("fit")
-    return list(dm.train_dataloader())
+    return [dm.prepare_batch(batch, train=True) for batch in dm.train_dataloader()]
 
 
 def test_kl_sparsity_pulls_the_mean_activation_toward_the_target():

@@ -3,7 +3,7 @@ anomaly scores."""
 
 from betavae.callbacks.anomaly import AnomalyScores
 from betavae.callbacks.curves import LossCurves
-from betavae.callbacks.fid import FID, GenerativeScores, InceptionFeatures, InceptionWeightsError
+from betavae.callbacks.fid import FID
 from betavae.callbacks.images import ImageGrids
 from betavae.callbacks.latent import LatentViews
 from betavae.callbacks.metrics import SSIM, ReconstructionMetrics, reconstruction_metrics
@@ -14,10 +14,7 @@ __all__ = [
     "AnomalyScores",
     "LatentViews",
     "SSIM",
-    "GenerativeScores",
     "ImageGrids",
-    "InceptionFeatures",
-    "InceptionWeightsError",
     "LatentTraversal",
     "LossCurves",
     "ReconstructionMetrics",

@@ -44,8 +44,7 @@ class AnomalyScores(BasePredictionWriter):
         """``predict_step``'s error over every image of the validation split."""
         errors = []
         with torch.no_grad():
-            for i, batch in enumerate(trainer.datamodule.val_dataloader()):
-                batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
+            for i, batch in enumerate(trainer.datamodule.eval_batches("val", device=pl_module.device)):
                 errors.append(pl_module.predict_step(batch, i)["mse"].float().cpu())
         return torch.cat(errors).numpy()
 

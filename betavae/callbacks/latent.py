@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torchvision.utils import make_grid
 
 from betavae.callbacks._output import log_image
+from betavae.model_api import evaluating
 from betavae.plotting import plt, save_png
 from betavae.runs import trainer_run_dir
 
@@ -134,14 +135,10 @@ class LatentViews(Callback):
         xs = torch.linspace(float(lo[0]), float(hi[0]), self.grid_size)
         ys = torch.linspace(float(hi[1]), float(lo[1]), self.grid_size)  # top row = high values
         z = torch.stack(torch.meshgrid(ys, xs, indexing="ij")[::-1], dim=-1).reshape(-1, 2)  # (G*G, 2): (x, y)
-        was_training = pl_module.training
-        pl_module.eval()
         try:
-            with torch.no_grad():
+            with evaluating(pl_module):
                 images = pl_module.to_pixels(pl_module.decode(z.to(pl_module.device)))
         except ValueError as err:  # e.g. a conditional model without a label
             rank_zero_warn(f"LatentViews: no decoding grid for {type(pl_module).__name__}: {err}")
             return None
-        finally:
-            pl_module.train(was_training)
         return make_grid(images.cpu(), nrow=self.grid_size, padding=1, pad_value=1.0)

@@ -1,6 +1,6 @@
 """DataModules: one base (split, normalization, transforms, loaders) and one small module per dataset."""
 
-from betavae.data.base import ImageDataModule, TensorImageDataset, TransformedSubset, split_indices
+from betavae.data.base import ImageDataModule, IndexedSubset, TensorImageDataset, split_indices
 from betavae.data.batik import BatikDataModule, random_patches
 from betavae.data.cache import BadImagesError, CachedImageDataset, DecodedCache, default_cache_dir
 from betavae.data.cars import StanfordCarsDataModule
@@ -35,7 +35,7 @@ __all__ = [
     "StanfordCarsDataModule",
     "TexturesDataModule",
     "TensorImageDataset",
-    "TransformedSubset",
+    "IndexedSubset",
     "decode_image",
     "default_cache_dir",
     "find_images",

@@ -1,33 +1,35 @@
-"""The base DataModule: seeded train/validation split, normalization, the study's transforms, loaders.
+"""The base DataModule: seeded train/validation split, normalization, the study's augmentation, loaders.
 
 A dataset module implements ``build_dataset()``: a map-style dataset whose items are dicts with an
 ``"image"`` uint8 tensor (C, image_size, image_size), already decoded, cropped and resized, plus
-optional ``"label"`` / ``"factors"``. This base adds ``"index"`` (the item's position in that dataset),
-splits it, and applies the per-epoch transforms on the uint8 tensors: RandomHorizontalFlip (training
-only), conversion to float in [0, 1], and Normalize.
+optional ``"label"`` / ``"factors"`` / ``"attributes"``. This base adds ``"index"`` (the item's position
+in that dataset) and splits it.
 
-Speed: the loaders read a batch at a time (``TransformedSubset.__getitems__``, through the dataset's own
-``__getitems__`` where it has one, as ``TensorImageDataset`` and the decoded cache do), run the transforms
-once on the batch (B, C, H, W) with a flip drawn per image, and hand it over already collated (into
-shared memory when in a worker), instead of transforming and stacking image by image.
+Data path: DataLoader workers hand over **uint8** batches (a quarter of the bytes of float32 cross the
+worker IPC and the host-to-device copy); the per-epoch work runs after the transfer, on the GPU when
+there is one, in ``on_after_batch_transfer`` (``prepare_batch``): RandomHorizontalFlip (training only, a
+flip drawn per image), conversion to float in [0, 1] and Normalize, with the same arithmetic as
+torchvision's per-image ``v2.ToDtype(float32, scale=True)`` and ``v2.Normalize``. Code that iterates a
+loader outside a Lightning loop calls ``prepare_batch`` (or ``eval_batches``) itself.
+
+Speed: the loaders read a batch at a time (``IndexedSubset.__getitems__``, through the dataset's own
+``__getitems__`` where it has one, as ``TensorImageDataset`` and the decoded cache do) and hand it over
+already collated, into shared memory when in a worker, instead of stacking image by image.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from betavae.errors import DataError
 from betavae.normalization import check_stats, imagenet_stats
 
-BATCHABLE = (v2.RandomHorizontalFlip, v2.ToDtype, v2.Normalize)
 MIN_TRAIN_IMAGES = 2  # a training batch of one image breaks BatchNorm
 
 
@@ -46,42 +48,32 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], li
     return sorted(order[n_val:]), sorted(order[:n_val])
 
 
-def new_batch_tensor(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialized tensor; inside a DataLoader worker in shared memory (as ``default_collate`` allocates
-    its output), so that handing the batch to the main process copies nothing."""
-    if get_worker_info() is None:
-        return torch.empty(*shape, dtype=dtype)
-    prototype = torch.empty(0, dtype=dtype)
-    storage = prototype._typed_storage()._new_shared(math.prod(shape), device=prototype.device)
-    return prototype.new(storage).resize_(*shape)
+def stack_images(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The images (C, H, W) of a batch stacked into (B, C, H, W); inside a DataLoader worker into shared
+    memory, so that handing the batch to the main process copies nothing."""
+    out = torch.empty((len(images), *images[0].shape), dtype=images[0].dtype)
+    if get_worker_info() is not None:
+        out.share_memory_()
+    return torch.stack(list(images), out=out)
 
 
-def transform_batch(transform: v2.Transform, images: torch.Tensor) -> torch.Tensor | None:
-    """``transform`` applied to each image of a batch (B, C, H, W), or ``None`` if it cannot be batched.
+def normalize_images(
+    images: torch.Tensor, mean: Sequence[float], std: Sequence[float], flip: bool = False
+) -> torch.Tensor:
+    """uint8 images (B, C, H, W) → float32 normalized, on their device; with ``flip`` each image is flipped
+    horizontally with probability 1/2 (drawn per image from the device's generator).
 
-    Batches ``Compose`` chains of RandomHorizontalFlip (drawn independently per image, as the per-image
-    transform would), ToDtype and Normalize, with the same arithmetic as the per-image transforms;
-    anything else returns ``None`` (apply it per image). Works in place: ``images`` may be modified.
+    The arithmetic of torchvision's ``v2.ToDtype(torch.float32, scale=True)`` (``.to(float32)`` then
+    ``.mul_(1 / 255)``) and ``v2.Normalize`` (``(x - mean) / std``), so the result equals the per-image
+    transforms bit for bit. Float images are returned as they are (already prepared).
     """
-    steps = transform.transforms if isinstance(transform, v2.Compose) else [transform]
-    if not all(type(t) in BATCHABLE for t in steps):
-        return None
-    for t in steps:
-        if isinstance(t, v2.RandomHorizontalFlip):
-            for i in (torch.rand(len(images)) < t.p).nonzero().flatten().tolist():  # the per-image rule
-                images[i] = images[i].flip(-1)
-        elif isinstance(t, v2.ToDtype) and isinstance(t.dtype, torch.dtype) and images.dtype == torch.uint8:
-            # v2's to_dtype_image (``.to(dtype)``, then ``.mul_(1 / 255)`` to scale), into the batch's own buffer
-            images = new_batch_tensor(images.shape, t.dtype).copy_(images)
-            if t.scale and t.dtype.is_floating_point:
-                images.mul_(1.0 / 255)
-            elif t.scale:
-                return None  # integer rescaling: left to the per-image transform
-        elif isinstance(t, v2.Normalize):
-            images = TF.normalize(images, t.mean, t.std, inplace=True)  # no new (B, C, H, W) buffer
-        else:
-            images = t(images)
-    return images
+    if images.dtype != torch.uint8:
+        return images
+    x = images.to(torch.float32).mul_(1.0 / 255)  # (B, C, H, W) in [0, 1]
+    if flip:
+        flipped = torch.rand(len(x), device=x.device) < 0.5  # (B,)
+        x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(-1), x)
+    return TF.normalize(x, list(mean), list(std), inplace=True)
 
 
 class Batch(list):
@@ -128,45 +120,39 @@ class TensorImageDataset(Dataset):
         return [{"image": image, "label": label} for image, label in zip(images, labels, strict=True)]
 
 
-class TransformedSubset(Dataset):
-    """Items ``indices`` of ``dataset`` with ``transform`` applied to their ``"image"``."""
+class IndexedSubset(Dataset):
+    """Items ``indices`` of ``dataset``, each with its ``"index"`` in ``dataset``; images stay uint8."""
 
-    def __init__(self, dataset: Dataset, indices: Sequence[int], transform: v2.Transform) -> None:
+    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
         self.dataset = dataset
         self.indices = list(indices)
-        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         index = self.indices[i]
-        item = dict(self.dataset[index])
-        item["image"] = self.transform(item["image"])  # uint8 (C, H, W) -> float (C, H, W), normalized
-        item["index"] = index
-        return item
+        return {**self.dataset[index], "index": index}
 
     def __getitems__(self, positions: Sequence[int]) -> Batch:
-        """A batch of items, read and transformed together when the dataset and transform allow it."""
+        """A batch of items, read together when the dataset allows it, and collated once."""
         indices = [self.indices[i] for i in positions]
         if hasattr(self.dataset, "__getitems__"):
             items = self.dataset.__getitems__(indices)
         else:
             items = [self.dataset[i] for i in indices]
-        images = transform_batch(self.transform, torch.stack([item["image"] for item in items]))  # (B, C, H, W)
-        if images is None:
-            pairs = zip(items, indices, strict=True)
-            return Batch({**item, "image": self.transform(item["image"]), "index": index} for item, index in pairs)
-        batch = Batch(
-            {**item, "image": image, "index": index} for item, image, index in zip(items, images, indices, strict=True)
-        )
+        batch = Batch({**item, "index": index} for item, index in zip(items, indices, strict=True))
+        images = stack_images([item["image"] for item in items])  # (B, C, H, W) uint8
         others = {key: default_collate([item[key] for item in items]) for key in items[0] if key != "image"}
         batch.collated = {"image": images, **others, "index": torch.tensor(indices)}
         return batch
 
 
 class ImageDataModule(L.LightningDataModule):
-    """Shared split, normalization, transforms and loaders for image datasets.
+    """Shared split, normalization, augmentation and loaders for image datasets.
+
+    Loaders yield uint8 batches; ``on_after_batch_transfer`` (Lightning calls it after moving a batch to
+    the device) flips (training only), converts and normalizes them there (``prepare_batch``).
 
     Args:
         image_size: Height and width of the square images the model sees.
@@ -218,14 +204,11 @@ class ImageDataModule(L.LightningDataModule):
         self.val_fraction = val_fraction
         self.split_seed = split_seed
         self.pin_memory = pin_memory
-
-        normalize = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
-        self.train_transform = v2.Compose(([v2.RandomHorizontalFlip()] if flip else []) + normalize)
-        self.val_transform = v2.Compose(normalize)
+        self.flip = flip
         self.dataset: Dataset | None = None
-        self.train_set: TransformedSubset | None = None
-        self.val_set: TransformedSubset | None = None
-        self.test_set: TransformedSubset | None = None
+        self.train_set: IndexedSubset | None = None
+        self.val_set: IndexedSubset | None = None
+        self.test_set: IndexedSubset | None = None
 
     # ----------------------------------------------------------------- the dataset's part
     def build_dataset(self) -> Dataset:
@@ -268,13 +251,49 @@ class ImageDataModule(L.LightningDataModule):
                 n_val = min(max(round(n * self.val_fraction), 1), n - 1) if n >= 2 else 0
                 self.check_split_sizes(n, n - n_val, n_val)
             train_idx, val_idx, test_idx = self.split(self.dataset)
-            self.train_set = TransformedSubset(self.dataset, train_idx, self.train_transform)
-            self.val_set = TransformedSubset(self.dataset, val_idx, self.val_transform)
-            self.test_set = (
-                self.val_set if test_idx is None else TransformedSubset(self.dataset, test_idx, self.val_transform)
-            )
+            self.train_set = IndexedSubset(self.dataset, train_idx)
+            self.val_set = IndexedSubset(self.dataset, val_idx)
+            self.test_set = self.val_set if test_idx is None else IndexedSubset(self.dataset, test_idx)
         if stage in (None, "fit"):  # training needs batches of more than one image; evaluation does not
             self.check_split_sizes(len(self.dataset), len(self.train_set), len(self.val_set))
+
+    def prepare_batch(self, batch: dict[str, Any], train: bool = False) -> dict[str, Any]:
+        """A loader's batch made ready for a model: ``"image"`` uint8 (B, C, H, W) → float32, normalized, on
+        its device, flipped per image when ``train`` and ``flip`` (see ``normalize_images``). A batch that
+        is already prepared is returned as it is."""
+        images = batch["image"]
+        if images.dtype != torch.uint8:
+            return batch
+        return {**batch, "image": normalize_images(images, self.mean, self.std, flip=train and self.flip)}
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Lightning's hook, after the batch reached the model's device: ``prepare_batch`` there (the flip
+        only while training)."""
+        training = self.trainer is not None and self.trainer.training
+        return self.prepare_batch(batch, train=training)
+
+    def eval_batches(
+        self, split: str = "val", device: torch.device | str | None = None, limit: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The batches of the ``"val"``, ``"test"`` or ``"train"`` split, in order, without augmentation,
+        prepared for a model (on ``device``), for code outside a Lightning loop (``evaluate``, metrics).
+
+        Args:
+            split: Which split.
+            device: Where the batches go; ``None`` keeps them on the CPU.
+            limit: Stop after this many batches.
+        """
+        if self.dataset is None:
+            self.setup("validate")
+        subsets = {"val": self.val_set, "test": self.test_set, "train": self.train_set}
+        if split not in subsets:
+            raise ValueError(f"split must be one of {sorted(subsets)}, got {split!r}")
+        for i, batch in enumerate(self._loader(subsets[split], train=False)):
+            if limit is not None and i >= limit:
+                return
+            if device is not None:
+                batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            yield self.prepare_batch(batch)
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         return DataLoader(

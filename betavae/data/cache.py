@@ -42,6 +42,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
 from betavae.errors import BetaVAEError
+from betavae.runs import trainer_run_dir
 
 CACHE_ENV = "BETAVAE_CACHE_DIR"
 FORMAT = 2  # 2: the digest covers every byte of the image file (1 hashed 64 rows)
@@ -439,7 +440,7 @@ def check_bad_files(entry: CacheEntry, root: Path, max_bad_fraction: float, trai
     total = len(entry.sources)
     listed = entry.bad_list_path
     if trainer is not None:
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        run_dir = trainer_run_dir(trainer)
         if trainer.is_global_zero:
             run_dir.mkdir(parents=True, exist_ok=True)
             text = "".join(f"{root.absolute() / path}\t{reason}\n" for path, reason in entry.bad)

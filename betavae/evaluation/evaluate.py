@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from betavae.callbacks.fid import FID, add_samples
+from betavae.callbacks.fid import FID
 from betavae.callbacks.metrics import reconstruction_metrics
 from betavae.checkpoints import check_fits, load_checkpoint
 from betavae.model_api import evaluating, with_label
@@ -58,10 +57,10 @@ def load_weights(model: nn.Module, ckpt_path: str | Path, weights_only: bool = T
 
 
 def validation_batches(datamodule: Any) -> Iterator[dict[str, Any]]:
-    """The validation split's batches, in order, as the data module serves them: dicts with the
-    normalized ``"image"`` (B, C, H, W) and, where the data has them, ``"label"`` and more."""
+    """The validation split's batches, in order, prepared for a model: dicts with the normalized
+    ``"image"`` (B, C, H, W) and, where the data has them, ``"label"`` and more."""
     datamodule.setup("validate")
-    yield from datamodule.val_dataloader()
+    yield from datamodule.eval_batches("val")
 
 
 def folder_batches(
@@ -98,27 +97,9 @@ def score_reconstructions(model: nn.Module, batches: Iterable[dict[str, Any]]) -
 
 
 def score_samples(model: nn.Module, fid: FID, reference: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """FID/KID of ``fid.num_samples`` prior samples against the ``reference`` batches' images, with
-    ``fid``'s settings (feature network, sample count, seed, reference cap). Keys as ``GenerativeScores``
-    plus ``fid_note`` (why FID is missing, if it is) and ``feature_extractor``."""
-    problem = fid.prepare(model)  # raises InceptionWeightsError when missing and on_missing is "error"
-    if problem:
-        rank_zero_warn(f"evaluate: no FID: {problem}")
-        return {"fid_note": problem.splitlines()[0]}
-    scores = fid.scores.to(next(model.parameters()).device)
-    scores.reset()
-    if scores.num_real == 0:  # the reference features are computed once per FID object
-        for batch in reference:
-            pixels = model.to_pixels(batch["image"].to(next(model.parameters()).device))
-            if fid.max_real_images is not None:
-                pixels = pixels[: fid.max_real_images - scores.num_real]
-            if len(pixels) == 0:
-                break
-            scores.update(pixels, real=True)
-    add_samples(model, scores, fid.num_samples, fid.batch_size, fid.seed)
-    result = scores.compute(fid.seed)
-    scores.reset()
-    return {**result, "feature_extractor": fid.describe_extractor()}
+    """FID/KID of ``fid.num_samples`` prior samples against the ``reference`` batches' images, with ``fid``'s
+    settings (``FID.score``)."""
+    return fid.score(model, reference)
 
 
 def evaluate_checkpoint(

@@ -42,7 +42,7 @@ class Autoencoder(AutoencoderModule):
             ``RecurrentNet``) or any ``nn.Module`` with ``encode``/``decode`` whose first two init arguments
             are ``in_channels`` and ``image_size`` (filled in from the data).
         corruption: Corruption of the input only: ``GaussianNoise``/``Masking`` (denoising) or ``Downsample``
-            (super-resolution). Validation uses the same corruption with a fixed seed per batch.
+            (super-resolution). Validation uses the same corruption, seeded per image by its dataset index.
         code_activation: Activation applied to the code (a ``torch.nn`` class name).
         l1_weight: Weight of the L1 activity penalty on the code.
         sparsity_target: Target mean activation p of each code unit (e.g. 0.1).

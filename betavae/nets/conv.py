@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from betavae.nets.checks import check_positive
+
 
 def bottleneck_size(image_size: int, num_blocks: int) -> int:
     """Spatial size after ``num_blocks`` stride-2 convolutions, or a ``ValueError`` saying why not."""
@@ -30,16 +32,11 @@ def bottleneck_size(image_size: int, num_blocks: int) -> int:
     return image_size // factor
 
 
-def _check_positive(name: str, values: Sequence[int]) -> None:
-    if any(int(v) < 1 for v in values):
-        raise ValueError(f"{name} must all be positive integers, got {list(values)}")
-
-
 class ConvEncoder(nn.Module):
     """Stride-2 Conv2d(k=3, p=1) → BatchNorm → LeakyReLU blocks, flattened.
 
     Args:
-        in_channels: Image channels (1 or 3).
+        in_channels: Input channels: the image's (1 or 3), plus any condition planes (the conditional VAE's labels).
         image_size: Height and width of the (square) input; a multiple of ``2 ** len(hidden_channels)``.
         hidden_channels: Output channels of each block; the study uses (32, 64, 128, 256, 512).
     """
@@ -47,8 +44,8 @@ class ConvEncoder(nn.Module):
     def __init__(self, in_channels: int, image_size: int, hidden_channels: Sequence[int]) -> None:
         super().__init__()
         hidden_channels = tuple(int(c) for c in hidden_channels)
-        _check_positive("in_channels", [in_channels])
-        _check_positive("hidden_channels", hidden_channels)
+        check_positive(in_channels=in_channels)
+        check_positive(hidden_channels=hidden_channels)
         self.bottleneck = bottleneck_size(image_size, len(hidden_channels))
         self.out_shape = (hidden_channels[-1], self.bottleneck, self.bottleneck)
         self.out_features = hidden_channels[-1] * self.bottleneck**2
@@ -77,7 +74,7 @@ class ConvDecoder(nn.Module):
 
     Args:
         latent_dim: Size of the code ``z``.
-        out_channels: Image channels (1 or 3).
+        out_channels: Output image channels.
         image_size: Output height and width; a multiple of ``2 ** len(hidden_channels)``.
         hidden_channels: The encoder's channels, in encoder order; the decoder runs them in reverse.
     """
@@ -85,9 +82,9 @@ class ConvDecoder(nn.Module):
     def __init__(self, latent_dim: int, out_channels: int, image_size: int, hidden_channels: Sequence[int]) -> None:
         super().__init__()
         hidden = tuple(int(c) for c in reversed(tuple(hidden_channels)))  # e.g. 512, 256, ..., 32
-        _check_positive("latent_dim", [latent_dim])
-        _check_positive("out_channels", [out_channels])
-        _check_positive("hidden_channels", hidden)
+        check_positive(latent_dim=latent_dim)
+        check_positive(out_channels=out_channels)
+        check_positive(hidden_channels=hidden)
         s = bottleneck_size(image_size, len(hidden))
         self.in_shape = (hidden[0], s, s)
 
@@ -145,12 +142,12 @@ class ConvNet(nn.Module):
     ) -> None:
         super().__init__()
         hidden = tuple(int(c) for c in hidden_channels)
-        _check_positive("in_channels", [in_channels])
-        _check_positive("hidden_channels", hidden)
+        check_positive(in_channels=in_channels)
+        check_positive(hidden_channels=hidden)
         if not hidden:
             raise ValueError("hidden_channels must name at least one conv layer, got an empty list")
         if latent_dim is not None:
-            _check_positive("latent_dim", [latent_dim])
+            check_positive(latent_dim=latent_dim)
         if image_size < 2 ** (len(hidden) - 1):
             raise ValueError(
                 f"image_size={image_size} is too small for {len(hidden)} stride-2 conv layers: the last "

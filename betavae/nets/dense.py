@@ -8,6 +8,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from betavae.nets.checks import check_positive
+
 # names of torch.nn activation classes, built with getattr(nn, name)()
 Activation = Literal["ReLU", "SELU", "ELU", "LeakyReLU", "Tanh", "Sigmoid"]
 
@@ -15,12 +17,6 @@ Activation = Literal["ReLU", "SELU", "ELU", "LeakyReLU", "Tanh", "Sigmoid"]
 def check_activation(name: str) -> None:
     if name not in Activation.__args__:
         raise ValueError(f"activation must be one of {Activation.__args__} (torch.nn class names), got {name!r}")
-
-
-def _positive(**values: int) -> None:
-    for name, value in values.items():
-        if int(value) < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
 
 
 class LinearNet(nn.Module):
@@ -35,7 +31,7 @@ class LinearNet(nn.Module):
 
     def __init__(self, in_channels: int, image_size: int, latent_dim: int = 2) -> None:
         super().__init__()
-        _positive(in_channels=in_channels, image_size=image_size, latent_dim=latent_dim)
+        check_positive(in_channels=in_channels, image_size=image_size, latent_dim=latent_dim)
         self.image_shape = (in_channels, image_size, image_size)
         features = in_channels * image_size * image_size
         self.encoder = nn.Linear(features, latent_dim)
@@ -70,8 +66,8 @@ class StackedDenseNet(nn.Module):
         activation: Activation = "SELU",
     ) -> None:
         super().__init__()
-        _positive(in_channels=in_channels, image_size=image_size, latent_dim=latent_dim)
-        _positive(**{f"hidden[{i}]": h for i, h in enumerate(hidden)})
+        check_positive(in_channels=in_channels, image_size=image_size, latent_dim=latent_dim)
+        check_positive(hidden=hidden)
         check_activation(activation)
         self.image_shape = (in_channels, image_size, image_size)
         widths = [in_channels * image_size * image_size, *hidden]

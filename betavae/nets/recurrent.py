@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from betavae.nets.checks import check_positive
+
 
 class RecurrentNet(nn.Module):
     """LSTM autoencoder over image rows: the encoder LSTM reads the H rows (each C·W values) and its
@@ -20,14 +22,7 @@ class RecurrentNet(nn.Module):
 
     def __init__(self, in_channels: int, image_size: int, hidden_size: int = 100, latent_dim: int = 30) -> None:
         super().__init__()
-        for name, value in (
-            ("in_channels", in_channels),
-            ("image_size", image_size),
-            ("hidden_size", hidden_size),
-            ("latent_dim", latent_dim),
-        ):
-            if value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
+        check_positive(in_channels=in_channels, image_size=image_size, hidden_size=hidden_size, latent_dim=latent_dim)
         self.image_shape = (in_channels, image_size, image_size)
         row = in_channels * image_size
         self.encoder = nn.LSTM(row, hidden_size, batch_first=True)
