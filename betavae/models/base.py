@@ -195,8 +195,11 @@ class AutoencoderModule(L.LightningModule):
                 batch_size=batch["image"].shape[0],
             )
 
-    def _stop_if_not_finite(self, parts: dict[str, torch.Tensor], batch_idx: int) -> None:
-        finite = bool(torch.isfinite(parts["loss"]).all())
+    def _stop_if_not_finite(
+        self, parts: dict[str, torch.Tensor], batch_idx: int, keys: Sequence[str] = ("loss",)
+    ) -> None:
+        """Raise ``NonFiniteLossError`` (on every rank) if any of the ``keys`` parts is NaN or infinite."""
+        finite = bool(torch.cat([parts[k].detach().float().flatten() for k in keys]).isfinite().all())
         if self._trainer is not None:  # every rank stops together under DDP
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
         if finite:
