@@ -416,3 +416,43 @@ def test_factor_vae_stops_on_a_non_finite_discriminator_loss(tmp_path, monkeypat
     nan_regularizer = patch.object(FactorVAE, "regularizer", autospec=True, side_effect=nan_discriminator)
     with nan_regularizer, pytest.raises(NonFiniteLossError, match="disc_loss=nan"):
         BetaVAECLI(args=["fit", *FACTOR, *TINY])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["FactorVAE", "BetaTCVAE"])
+def test_ddp_on_two_processes(model, tmp_path):
+    """Two gloo processes: FactorVAE's manual optimization syncs both optimizers' gradients (the ranks end
+    with equal weights), global_step counts batches, and β-TCVAE's N is the whole training set on each rank;
+    the per-image parts (recon, kl) then validate in one process to the values the 2-process run logged."""
+    import os
+    import sys
+
+    from helpers import run_process
+
+    common = [
+        f"--model=betavae.models.{model}",
+        *[a for a in TINY if "limit_" not in a and "logger.name" not in a],
+        "--data.init_args.num_images=64",  # 16 validation images = 2 ranks x 2 batches x 4
+        "--trainer.accelerator=cpu",
+        "--trainer.limit_train_batches=3",
+        "--seed_everything=0",
+    ]
+    if model == "FactorVAE":
+        common.append("--model.init_args.discriminator_hidden=[16,16]")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    fit = ["fit", *common, "--trainer.logger.name=ddp", "--trainer.strategy=ddp", "--trainer.devices=2"]
+    run_process([sys.executable, "-m", "betavae", *fit], env, timeout=400, cwd=tmp_path)
+    run = tmp_path / "runs" / "ddp" / "version_0"
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 3 and len(ckpt["optimizer_states"]) == (2 if model == "FactorVAE" else 1)
+    if model == "BetaTCVAE":
+        assert ckpt["hyper_parameters"]["dataset_size"] == 48  # 75 % of 64 images, not a rank's share
+    ddp = next(r for r in metrics(run) if r.get("val/recon"))
+    for key in MODELS["factorvae" if model == "FactorVAE" else "beta_tcvae"][1]:
+        assert math.isfinite(float(ddp[f"val/{key}"])), key
+
+    validate = ["validate", *common, "--trainer.logger.name=single", "--trainer.devices=1"]
+    cli = BetaVAECLI(args=[*validate, f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"])
+    single = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
+    for key in ("val/recon", "val/kl"):
+        assert float(ddp[key]) == pytest.approx(single[key], rel=1e-5, abs=1e-6), key

@@ -36,7 +36,8 @@ class FactorVAE(VAE):
     weights, then both optimizers step, as disentanglement_lib's grouped train ops. ``global_step`` counts
     VAE updates (one per batch, like every other model), not the discriminator's. Checkpoints hold both
     optimizers' states and the scheduler's, so ``--ckpt_path last`` resumes both. Under DDP the shuffle,
-    and so the discriminator's negatives, stay within each process's batch.
+    and so the discriminator's negatives, stay within each process's batch, and validation uses rank 0's
+    BatchNorm statistics on every rank (``on_validation_epoch_start``), as automatic optimization does.
 
     Lightning refuses ``trainer.gradient_clip_val`` (and ``accumulate_grad_batches``) under manual
     optimization; set ``gradient_clip_val`` here instead, applied to each optimizer's gradients with
@@ -110,6 +111,19 @@ class FactorVAE(VAE):
         # the same precision/strategy path as LightningOptimizer.step, without counting a second global step
         self.trainer.strategy.optimizer_step(disc_optimizer.optimizer, closure=lambda: None)
         self._log_parts("train", parts, batch)
+
+    def on_validation_epoch_start(self) -> None:
+        """Under DDP, every rank takes rank 0's buffers (BatchNorm's running statistics), the checkpointed ones.
+
+        With automatic optimization DDP broadcasts them before every forward; under manual optimization
+        Lightning's DDP wrapper stops doing so after the first step, and each rank would validate with the
+        running statistics of its own batches.
+        """
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for buffer in self.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+
+    on_test_epoch_start = on_validation_epoch_start
 
     def on_train_epoch_end(self) -> None:
         scheduler = self.lr_schedulers()  # manual optimization: Lightning leaves the epoch's step to us
