@@ -421,9 +421,10 @@ def test_factor_vae_stops_on_a_non_finite_discriminator_loss(tmp_path, monkeypat
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["FactorVAE", "BetaTCVAE"])
 def test_ddp_on_two_processes(model, tmp_path):
-    """Two gloo processes: FactorVAE's manual optimization syncs both optimizers' gradients (the ranks end
-    with equal weights), global_step counts batches, and β-TCVAE's N is the whole training set on each rank;
-    the per-image parts (recon, kl) then validate in one process to the values the 2-process run logged."""
+    """Two gloo processes: FactorVAE's manual optimization trains under DDP with both optimizers in the
+    checkpoint, global_step counts batches, β-TCVAE's N is the whole training set on each rank, and the
+    per-image parts (recon, kl) the 2-process run logged equal a one-process validation of rank 0's
+    checkpoint, so both ranks validated with the same weights and BatchNorm statistics."""
     import os
     import sys
 
