@@ -38,3 +38,12 @@ def test_mode_is_the_mean_and_shapes_must_agree():
     assert q.mode() is q.mean
     with pytest.raises(ValueError, match="differ in shape"):
         DiagonalGaussian(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_log_prob_per_dim_matches_torch_distributions_and_broadcasts():
+    q = seeded_posterior(b=5, d=3)
+    z = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(q.log_prob_per_dim(z), Normal(q.mean, q.std).log_prob(z), rtol=1e-5, atol=1e-5)
+    every = DiagonalGaussian(q.mean.unsqueeze(0), q.logvar.unsqueeze(0)).log_prob_per_dim(z.unsqueeze(1))
+    assert every.shape == (5, 5, 3)  # code i under image j's posterior
+    torch.testing.assert_close(every[1, 3], Normal(q.mean[3], q.std[3]).log_prob(z[1]), rtol=1e-5, atol=1e-5)

@@ -225,10 +225,17 @@ class AutoencoderModule(L.LightningModule):
                 batch_size=batch["image"].shape[0],
             )
 
-    def _stop_if_not_finite(self, parts: dict[str, torch.Tensor], batch_idx: int, stage: str = "training") -> None:
-        """Raise ``NonFiniteLossError`` when the loss is NaN or infinite on any process (every rank stops
-        together under DDP): before the update in training, before any callback sees the batch in validation."""
-        finite = bool(torch.isfinite(parts["loss"]).all())
+    def _stop_if_not_finite(
+        self,
+        parts: dict[str, torch.Tensor],
+        batch_idx: int,
+        stage: str = "training",
+        keys: Sequence[str] = ("loss",),
+    ) -> None:
+        """Raise ``NonFiniteLossError`` when any of the ``keys`` parts is NaN or infinite on any process (every
+        rank stops together under DDP): before the update in training, before any callback sees the batch in
+        validation."""
+        finite = bool(torch.cat([parts[k].detach().float().flatten() for k in keys]).isfinite().all())
         trainer = attached_trainer(self)
         if trainer is not None:  # a collective: every rank stops together under DDP
             finite = trainer.strategy.reduce_boolean_decision(finite, all=True)

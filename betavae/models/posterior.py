@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -35,6 +37,12 @@ class DiagonalGaussian:
     def mode(self) -> torch.Tensor:
         """The most likely code, μ."""
         return self.mean
+
+    def log_prob_per_dim(self, z: torch.Tensor) -> torch.Tensor:
+        """log N(z_d; μ_d, σ_d²) of each dimension in nats; ``z`` broadcasts against μ, e.g. codes (B, 1, D)
+        against a posterior built from (1, B, D) parameters give the (B, B, D) matrix of every code under
+        every image's posterior."""
+        return -0.5 * ((z - self.mean).pow(2) * torch.exp(-self.logvar) + self.logvar + math.log(2 * math.pi))
 
     def kl_per_dim(self) -> torch.Tensor:
         """KL(q ‖ N(0, I)) of each latent dimension in nats, shape (B, D)."""

@@ -107,13 +107,25 @@ class VAE(AutoencoderModule):
         """The weighted KL term (``"kl_term"``) from the batch-mean KL, plus anything worth logging."""
         return {"kl_term": self.hparams.kld_weight * kl}
 
+    def regularizer(
+        self, kl: torch.Tensor, posterior: DiagonalGaussian, z: torch.Tensor, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """Everything the loss adds to ``recon`` (``"kl_term"``), plus parts to log under their own names.
+
+        The hook for models whose penalty needs more than the batch-mean KL (as disentanglement_lib's
+        ``regularizer(kl_loss, z_mean, z_logvar, z_sampled)``): the posterior (μ, log σ², (B, D)), the
+        codes ``z`` (B, D) the decoder saw, and the batch (for seeds). By default ``kl_penalty(kl)``.
+        """
+        return self.kl_penalty(kl)
+
     def loss_parts(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         x, label = batch["image"], batch.get("label")
         posterior = self.encode(x, label)
         noise = None if self.training else image_noise(batch, posterior.mean)  # validation: the same ε every time
-        recon = self.reconstruction_loss(self.decode_raw(posterior.sample(noise=noise), label), x)
+        z = posterior.sample(noise=noise)  # (B, D)
+        recon = self.reconstruction_loss(self.decode_raw(z, label), x)
         kl = posterior.kl().mean()
-        extra = self.kl_penalty(kl)
+        extra = self.regularizer(kl, posterior, z, batch)
         return {"loss": recon + extra.pop("kl_term"), "recon": recon, "kl": kl, **extra}
 
 

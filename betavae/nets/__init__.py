@@ -3,13 +3,16 @@
 The study's VAE encoder/decoder (``ConvEncoder``, ``ConvDecoder``), and the networks of the
 deterministic autoencoders (``LinearNet``, ``StackedDenseNet``, ``ConvNet``, ``RecurrentNet``): each takes
 ``(in_channels, image_size, ...)`` and has ``encode(x) -> code`` and ``decode(code) -> (B, C, H, W)``.
+FactorVAE's ``CodeDiscriminator`` classifies latent codes.
 """
 
 from betavae.nets.conv import ConvDecoder, ConvEncoder, ConvNet, bottleneck_size
 from betavae.nets.dense import LinearNet, StackedDenseNet
+from betavae.nets.discriminator import CodeDiscriminator
 from betavae.nets.recurrent import RecurrentNet
 
 __all__ = [
+    "CodeDiscriminator",
     "ConvDecoder",
     "ConvEncoder",
     "ConvNet",
