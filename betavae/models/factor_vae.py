@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from betavae.models.base import image_seeds
 from betavae.models.estimators import permute_dims
 from betavae.models.posterior import DiagonalGaussian
 from betavae.models.vae import VAE
 from betavae.nets import CodeDiscriminator
+from betavae.runs import image_seeds
 
 
 class FactorVAE(VAE):
