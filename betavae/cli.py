@@ -162,7 +162,10 @@ class BetaVAECLI(LightningCLI):
             )
         except BaseException:
             if self.new_folders is not None and not self.run_started.started:
-                self.new_folders.discard()
+                try:
+                    self.new_folders.discard()
+                except Exception as cleanup_error:  # never hide the run's own error behind the cleanup's
+                    rank_zero_warn(f"could not remove the folders of the run that failed: {cleanup_error!r}")
             raise
 
     @staticmethod

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from betavae.errors import ConfigError
+
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
@@ -26,14 +28,14 @@ def imagenet_stats(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]
         return IMAGENET_MEAN, IMAGENET_STD
     if channels == 1:
         return (_luma(IMAGENET_MEAN),), (_luma(IMAGENET_STD),)
-    raise ValueError(f"ImageNet statistics are defined for 1 or 3 channels, got {channels}; pass mean and std")
+    raise ConfigError(f"ImageNet statistics are defined for 1 or 3 channels, got {channels}; pass mean and std")
 
 
 def check_stats(channels: int, mean: Sequence[float], std: Sequence[float]) -> None:
     """Raise a ``ValueError`` unless there is one mean and one positive std per channel."""
     if len(mean) != channels or len(std) != channels:
-        raise ValueError(
+        raise ConfigError(
             f"normalization needs one value per channel: {channels} channels but mean={list(mean)}, std={list(std)}"
         )
     if any(s <= 0 for s in std):
-        raise ValueError(f"normalization std must be positive, got {list(std)}")
+        raise ConfigError(f"normalization std must be positive, got {list(std)}")

@@ -143,9 +143,10 @@ class NewRunFolders:
     """The folders a run is about to create, remembered before it starts: its run directory (``version_N``),
     the experiment and save folders above it, and W&B's folder, where they do not exist yet.
 
-    ``discard()``, for a run that failed before it started, removes the new run directory and this process's
-    W&B run folder, then every other new folder that is left empty (never one another run has put files
-    in), so that the run leaves nothing behind: no empty ``version_N``, no offline W&B run.
+    ``discard()``, for a run that failed before it started, finishes its W&B run and removes the new run
+    directory, this run's W&B run folder (``wandb/*-run-*-<id>``; the whole ``wandb/`` folder when the run
+    created it), then every other new folder that is left empty (never one another run has put files in),
+    so that the run leaves nothing behind: no empty ``version_N``, no offline W&B run.
     """
 
     def __init__(self, trainer: L.Trainer) -> None:
@@ -155,15 +156,16 @@ class NewRunFolders:
         self.run_dir = Path(trainer.log_dir or trainer.default_root_dir).expanduser().resolve()
         self.run_dir_is_new = not self.run_dir.exists()
         others = [Path(trainer.default_root_dir)]
-        self.wandb_dirs: list[Path] = []
+        self.wandb_runs: list[tuple[Path, str | None, bool]] = []  # (wandb/ folder, run id, whether it is new)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 save_dir = Path(logger.save_dir or ".")
-                self.wandb_dirs.append((save_dir / "wandb").expanduser().resolve())
+                folder = (save_dir / "wandb").expanduser().resolve()
+                self.wandb_runs.append((folder, logger.version, not folder.exists()))
                 others.append(save_dir)
             else:
                 others += [Path(v) for v in (getattr(logger, "save_dir", None), getattr(logger, "root_dir", None)) if v]
-        resolved = {p.expanduser().resolve() for p in others} | set(self.wandb_dirs)
+        resolved = {p.expanduser().resolve() for p in others}
         self.new_parents = sorted((p for p in resolved if not p.exists()), key=lambda p: len(p.parts), reverse=True)
 
     def discard(self) -> None:
@@ -174,17 +176,17 @@ class NewRunFolders:
 
         if not self.acts:
             return
-        run = wandb.run
-        if run is not None:
-            run_folder = Path(run.dir).resolve().parent  # wandb/offline-run-…/ (run.dir is its files/)
-            wandb.finish(exit_code=1, quiet=True)
-            if run_folder.parent in self.wandb_dirs:
+        if wandb.run is not None:
+            wandb.finish(exit_code=1)
+        for folder, run_id, is_new in self.wandb_runs:
+            if is_new:
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            for run_folder in folder.glob(f"*-run-*-{run_id}") if run_id else []:
                 shutil.rmtree(run_folder, ignore_errors=True)
-        for folder in self.wandb_dirs:  # W&B's links to the newest run and its logs, now dangling
-            for name in ("latest-run", "debug.log", "debug-internal.log"):
-                link = folder / name
-                if link.is_symlink() and not link.exists():
-                    link.unlink()
+            latest = folder / "latest-run"
+            if latest.is_symlink() and not latest.exists():
+                latest.unlink()
         if self.run_dir_is_new:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         for folder in self.new_parents:  # deepest first; only when nothing else is inside

@@ -300,7 +300,7 @@ WANDB = [
 ]
 FID = [
     "--fid.every_n_epochs=1",
-    "--fid.feature_extractor=betavae.callbacks.fid.PixelFeatures",
+    "--fid.feature_extractor=betavae.fid.PixelFeatures",
     "--fid.num_samples=8",
     "--fid.batch_size=4",
     "--fid.kid_subset_size=4",

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
+from betavae.errors import ConfigError
 from betavae.runs import trainer_run_dir
 
 
@@ -32,7 +33,7 @@ class AnomalyScores(BasePredictionWriter):
     def __init__(self, percentile: float = 99.0, threshold: float | None = None, filename: str = "anomaly_scores.csv"):
         super().__init__(write_interval="epoch")
         if not 0 < percentile <= 100:
-            raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+            raise ConfigError(f"percentile must be in (0, 100], got {percentile}")
         self.percentile = percentile
         self.threshold = threshold
         self.filename = filename

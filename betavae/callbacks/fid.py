@@ -81,18 +81,18 @@ class FID(Callback):
         feature_extractor: nn.Module | None = None,
     ) -> None:
         if every_n_epochs is not None and every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be >= 1 or None (never), got {every_n_epochs}")
+            raise ConfigError(f"every_n_epochs must be >= 1 or None (never), got {every_n_epochs}")
         if num_samples < 2 or batch_size < 1 or kid_subset_size < 2 or kid_subsets < 1:
-            raise ValueError(
+            raise ConfigError(
                 "need num_samples >= 2, batch_size >= 1, kid_subset_size >= 2, kid_subsets >= 1; got "
                 f"{num_samples}, {batch_size}, {kid_subset_size}, {kid_subsets}"
             )
         if on_missing not in ("error", "warn"):
-            raise ValueError(f"on_missing must be 'error' or 'warn', got {on_missing!r}")
+            raise ConfigError(f"on_missing must be 'error' or 'warn', got {on_missing!r}")
         if feature not in INCEPTION_FEATURES:
-            raise ValueError(f"feature must be one of {INCEPTION_FEATURES}, got {feature}")
+            raise ConfigError(f"feature must be one of {INCEPTION_FEATURES}, got {feature}")
         if max_real_images is not None and max_real_images < 2:
-            raise ValueError(f"max_real_images must be >= 2 or None (all), got {max_real_images}")
+            raise ConfigError(f"max_real_images must be >= 2 or None (all), got {max_real_images}")
         self.every_n_epochs = every_n_epochs
         self.num_samples = num_samples
         self.batch_size = batch_size

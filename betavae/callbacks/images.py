@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from betavae.callbacks._common import due
 from betavae.callbacks._output import log_image
+from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating, model_input, with_label
 from betavae.plotting import image_rows, save_png, square_grid
 from betavae.runs import trainer_run_dir
@@ -39,7 +40,7 @@ class ImageGrids(Callback):
 
     def __init__(self, every_n_epochs: int = 1, num_images: int = 8, num_samples: int = 64, seed: int = 0) -> None:
         if every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+            raise ConfigError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
         self.every_n_epochs = every_n_epochs
         self.num_images = num_images
         self.num_samples = num_samples

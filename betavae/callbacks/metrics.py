@@ -12,6 +12,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio
 
+from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating, model_input, with_label
 
 
@@ -48,13 +49,15 @@ class SSIM(Metric):
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         if preds.shape != target.shape or preds.dim() != 4:
-            raise ValueError(
+            raise ConfigError(
                 f"SSIM needs preds and target of one shape (B, C, H, W), "
                 f"got {tuple(preds.shape)} and {tuple(target.shape)}"
             )
         r = self.radius
         if min(preds.shape[-2:]) <= 2 * r:
-            raise ValueError(f"SSIM with sigma {self.sigma} needs images larger than {2 * r + 1} px, got {preds.shape}")
+            raise ConfigError(
+                f"SSIM with sigma {self.sigma} needs images larger than {2 * r + 1} px, got {preds.shape}"
+            )
         _, full = structural_similarity_index_measure(
             preds,
             target,

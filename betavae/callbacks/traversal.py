@@ -14,6 +14,7 @@ from torch import nn
 
 from betavae.callbacks._common import due
 from betavae.callbacks._output import log_histogram, log_image
+from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating, with_label
 from betavae.plotting import load_png, save_gif, traversal_figure, traversal_frames
 from betavae.runs import trainer_run_dir
@@ -22,7 +23,7 @@ from betavae.runs import trainer_run_dir
 def traversal_values(span: float = 3.0, steps: int = 7) -> torch.Tensor:
     """``linspace(-span, span, steps)``: the values a dimension is set to (the study: -3, -2, ..., 3)."""
     if span <= 0 or steps < 2:
-        raise ValueError(f"need span > 0 and steps >= 2, got span={span}, steps={steps}")
+        raise ConfigError(f"need span > 0 and steps >= 2, got span={span}, steps={steps}")
     return torch.linspace(-span, span, steps)
 
 
@@ -57,7 +58,7 @@ def mean_kl_per_dim(model: nn.Module, batches: Iterable[torch.Tensor | dict[str,
             total = kl.sum(dim=0) if total is None else total + kl.sum(dim=0)
             count += kl.shape[0]
     if total is None:
-        raise ValueError("mean_kl_per_dim got no batches")
+        raise ConfigError("mean_kl_per_dim got no batches")
     return (total / count).cpu()
 
 
@@ -72,7 +73,7 @@ def check_dims(dims: Sequence[int], latent_dim: int) -> list[int]:
     dims = [int(d) for d in dims]
     bad = [d for d in dims if not 0 <= d < latent_dim]
     if not dims or bad:
-        raise ValueError(
+        raise ConfigError(
             f"latent dimensions must be in 0..{latent_dim - 1} (the model's latent size is {latent_dim}); got {dims}"
         )
     return dims
@@ -180,12 +181,12 @@ class LatentTraversal(Callback):
         gif: bool = True,
     ) -> None:
         if every_n_epochs < 1 or top_k < 1 or reference_index < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"need every_n_epochs >= 1, top_k >= 1, reference_index >= 0; got {every_n_epochs}, {top_k}, "
                 f"{reference_index}"
             )
         if dims is not None and (not dims or any(d < 0 for d in dims)):
-            raise ValueError(f"dims must be a non-empty list of latent indices >= 0, or None; got {dims}")
+            raise ConfigError(f"dims must be a non-empty list of latent indices >= 0, or None; got {dims}")
         self.values = traversal_values(span, steps)  # checks span and steps
         self.every_n_epochs = every_n_epochs
         self.top_k = top_k

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 from torchvision.transforms.v2 import functional as TF
 
-from betavae.errors import DataError
+from betavae.errors import ConfigError, DataError
 from betavae.normalization import check_stats, imagenet_stats
 
 MIN_TRAIN_IMAGES = 2  # a training batch of one image breaks BatchNorm
@@ -40,7 +40,7 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[list[int], li
     The same ``n``, fraction and seed always give the same split, on every machine and rank.
     """
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if n < 2:
         raise DataError(f"need at least 2 items to make a train/validation split, got {n}")
     n_val = min(max(round(n * val_fraction), 1), n - 1)
@@ -97,9 +97,9 @@ class TensorImageDataset(Dataset):
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be uint8 (N, C, S, S), got {images.dtype} {tuple(images.shape)}")
+            raise ConfigError(f"images must be uint8 (N, C, S, S), got {images.dtype} {tuple(images.shape)}")
         if labels is not None and len(labels) != len(images):
-            raise ValueError(f"{len(labels)} labels for {len(images)} images")
+            raise DataError(f"{len(labels)} labels for {len(images)} images")
         self.images = images
         self.labels = labels
 
@@ -185,14 +185,14 @@ class ImageDataModule(L.LightningDataModule):
         # mean/std are linked into the model and logged with its hyperparameters, in the values in use
         self.save_hyperparameters(ignore=["mean", "std"])
         if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+            raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
         if image_size < 1 or batch_size < 1 or num_workers < 0:
-            raise ValueError(
+            raise DataError(
                 f"need image_size >= 1, batch_size >= 1, num_workers >= 0; "
                 f"got {image_size}, {batch_size}, {num_workers}"
             )
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+            raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
         default_mean, default_std = imagenet_stats(channels)
         self.image_size = image_size
         self.num_channels = channels
@@ -287,7 +287,7 @@ class ImageDataModule(L.LightningDataModule):
             self.setup("validate")
         subsets = {"val": self.val_set, "test": self.test_set, "train": self.train_set}
         if split not in subsets:
-            raise ValueError(f"split must be one of {sorted(subsets)}, got {split!r}")
+            raise ConfigError(f"split must be one of {sorted(subsets)}, got {split!r}")
         for i, batch in enumerate(self._loader(subsets[split], train=False)):
             if limit is not None and i >= limit:
                 return

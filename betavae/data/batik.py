@@ -13,6 +13,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from betavae.data.cache import decode_files
 from betavae.data.folder import ImageFolderDataModule, decode_image
+from betavae.errors import DataError
 
 
 def patch_counts(num_patches: int, num_sources: int) -> list[int]:
@@ -36,11 +37,9 @@ def random_patches(
         patches uint8 (num_patches, C, image_size, image_size) and the source index of each (num_patches,).
     """
     if not sources:
-        raise ValueError("random_patches needs at least one source image")
+        raise DataError("random_patches needs at least one source image")
     if num_patches < 1 or patch_size < 1 or image_size < 1:
-        raise ValueError(
-            f"need num_patches, patch_size, image_size >= 1; got {num_patches}, {patch_size}, {image_size}"
-        )
+        raise DataError(f"need num_patches, patch_size, image_size >= 1; got {num_patches}, {patch_size}, {image_size}")
     where = torch.rand(num_patches, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     patches, owner, start = [], [], 0
     for i, (source, count) in enumerate(zip(sources, patch_counts(num_patches, len(sources)), strict=True)):
@@ -95,7 +94,7 @@ class BatikDataModule(ImageFolderDataModule):
     ) -> None:
         super().__init__(root=root, crop_size=None, image_size=image_size, channels=channels, **kwargs)
         if num_patches < 2 or patch_size < 1:
-            raise ValueError(f"need num_patches >= 2 and patch_size >= 1, got {num_patches}, {patch_size}")
+            raise DataError(f"need num_patches >= 2 and patch_size >= 1, got {num_patches}, {patch_size}")
         self.num_patches = num_patches
         self.patch_size = patch_size
         self.patch_seed = patch_seed

@@ -41,7 +41,7 @@ import xxhash
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
-from betavae.errors import BetaVAEError
+from betavae.errors import BetaVAEError, DataError
 from betavae.runs import trainer_run_dir
 
 CACHE_ENV = "BETAVAE_CACHE_DIR"
@@ -165,7 +165,7 @@ class CachedImageDataset(Dataset):
         self.fields = dict(fields or {})
         for key, value in [("labels", labels), *self.fields.items()]:
             if value is not None and len(value) != self.shape[0]:
-                raise ValueError(f"{len(value)} rows of {key} for {self.shape[0]} images")
+                raise DataError(f"{len(value)} rows of {key} for {self.shape[0]} images")
         self._images: np.memmap | None = None
         _ = self.images
 

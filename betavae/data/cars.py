@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from betavae.data.cache import CacheEntry
 from betavae.data.folder import ImageFolderDataModule, find_images
+from betavae.errors import DataError, MissingFileError
 
 # the devkit's labelled annotations of each image folder, and the class names
 ANNOTATION_FILES = {"cars_train": "cars_train_annos.mat", "cars_test": "cars_test_annos_withlabels.mat"}
@@ -32,10 +33,10 @@ def load_mat(path: Path, key: str) -> np.ndarray:
     try:
         contents = scipy.io.loadmat(path, squeeze_me=True)
     except Exception as err:  # scipy raises ValueError, TypeError, MatReadError, OSError for broken files
-        raise ValueError(f"{path} is not a readable MATLAB file ({type(err).__name__}: {err})") from err
+        raise DataError(f"{path} is not a readable MATLAB file ({type(err).__name__}: {err})") from err
     if key not in contents:
         found = ", ".join(k for k in contents if not k.startswith("__"))
-        raise ValueError(f"{path} has no {key!r} (it has {found or 'nothing'}): is it the Stanford Cars devkit's?")
+        raise DataError(f"{path} has no {key!r} (it has {found or 'nothing'}): is it the Stanford Cars devkit's?")
     return np.atleast_1d(contents[key])
 
 
@@ -49,13 +50,13 @@ def read_annotations(path: Path) -> dict[str, int]:
     annotations = load_mat(path, "annotations")
     fields = annotations.dtype.names or ()
     if "fname" not in fields or "class" not in fields:
-        raise ValueError(
+        raise DataError(
             f"{path}: annotations have the fields {', '.join(fields) or 'none'}; expected fname and class "
             "(cars_test_annos.mat has no classes: use cars_test_annos_withlabels.mat)"
         )
     classes = np.asarray(annotations["class"].tolist(), dtype=np.int64) - 1
     if len(classes) and classes.min() < 0:
-        raise ValueError(f"{path}: class {int(classes.min()) + 1} is not a devkit class number (1, 2, ...)")
+        raise DataError(f"{path}: class {int(classes.min()) + 1} is not a devkit class number (1, 2, ...)")
     return dict(zip((str(name) for name in annotations["fname"]), classes.tolist(), strict=True))
 
 
@@ -130,10 +131,10 @@ class StanfordCarsDataModule(ImageFolderDataModule):
         if not root.is_dir():
             find_images(root, self.extensions, self.layout())  # raises with the path and the layout
         if not self.file_list.is_file():
-            raise FileNotFoundError(f"file_list {self.file_list} does not exist.\n{self.layout()}")
+            raise MissingFileError(f"file_list {self.file_list} does not exist.\n{self.layout()}")
         names = read_file_list(self.file_list)
         if not names:
-            raise ValueError(f"file_list {self.file_list} names no file.\n{self.layout()}")
+            raise DataError(f"file_list {self.file_list} names no file.\n{self.layout()}")
         files, outside, missing = set(), [], []
         base = Path(os.path.abspath(root))
         for name in names:
@@ -146,7 +147,7 @@ class StanfordCarsDataModule(ImageFolderDataModule):
                 files.add(root / path.relative_to(base))
         for bad, what in ((outside, f"outside the root {root}"), (missing, f"missing under {root}")):
             if bad:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"file_list {self.file_list} names {len(bad)} file(s) {what}: "
                     f"{', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}.\n{self.layout()}"
                 )
@@ -167,7 +168,7 @@ class StanfordCarsDataModule(ImageFolderDataModule):
             if any((folder / name).is_file() for name in ANNOTATION_FILES.values()):
                 return folder
         if self.devkit is not None:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"devkit {self.devkit} holds neither {' nor '.join(ANNOTATION_FILES.values())}; get the Stanford Cars "
                 f"devkit ({DEVKIT_WHERE}) or set devkit to null.\n{self.layout()}"
             )
@@ -208,7 +209,7 @@ class StanfordCarsDataModule(ImageFolderDataModule):
         names = read_class_names(meta) if meta.is_file() else []
         if len(names) <= max(labels):
             if meta.is_file():
-                raise ValueError(f"{meta} names {len(names)} classes, but the annotations use class {max(labels) + 1}")
+                raise DataError(f"{meta} names {len(names)} classes, but the annotations use class {max(labels) + 1}")
             rank_zero_info(f"Stanford Cars: no {meta}: classes are named by number.")
             names = [f"class {k + 1}" for k in range(max(labels) + 1)]
         self.classes = names

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from betavae.data.cache import CacheEntry
 from betavae.data.folder import ImageFolderDataModule
+from betavae.errors import DataError, MissingFileError
 
 CELEBA_NAME = re.compile(r"^\d{6}\.(jpg|png)$", re.IGNORECASE)
 PARTITION_FILE = "list_eval_partition.txt"
@@ -40,7 +41,7 @@ def read_attributes(path: Path) -> tuple[tuple[str, ...], dict[str, np.ndarray]]
                 break
     if len(numbered) < 2 or len(numbered[0][1]) != 1 or not numbered[0][1][0].isdigit():
         n, first = numbered[0] if numbered else (1, [])
-        raise ValueError(
+        raise DataError(
             f"{path}, line {n}: expected the number of images (e.g. '202599'), then a line of attribute names; "
             f"got {' '.join(first)!r}"
         )
@@ -52,7 +53,7 @@ def read_attributes(path: Path) -> tuple[tuple[str, ...], dict[str, np.ndarray]]
     )
     files = [line.split(maxsplit=1)[0] for line in lines[names_line:] if line.strip()]
     if len(files) != count or not files:
-        raise ValueError(f"{path}: line {numbered[0][0]} announces {count} images, the file lists {len(files)}")
+        raise DataError(f"{path}: line {numbered[0][0]} announces {count} images, the file lists {len(files)}")
     try:  # numpy's C parser (the names column read as 0): ~10x faster than splitting 202,599 lines in Python
         table = np.loadtxt(
             path, dtype=np.int8, skiprows=names_line, comments=None, ndmin=2, converters={0: lambda _: 0}
@@ -63,8 +64,8 @@ def read_attributes(path: Path) -> tuple[tuple[str, ...], dict[str, np.ndarray]]
         for n, line in enumerate(lines[names_line:], start=names_line + 1):
             fields = line.split()
             if fields and (len(fields) != len(names) + 1 or not set(fields[1:]) <= {"-1", "1"}):
-                raise ValueError(f"{path}, line {n}: expected {expected}; got {' '.join(fields)[:200]!r}")
-        raise ValueError(f"{path}: expected lines of {expected}")  # not reached: some line is malformed
+                raise DataError(f"{path}, line {n}: expected {expected}; got {' '.join(fields)[:200]!r}")
+        raise DataError(f"{path}: expected lines of {expected}")  # not reached: some line is malformed
     values = (table[:, 1:] == 1).astype(np.int64)  # (N, K): 1 stays 1, -1 becomes 0
     return names, dict(zip(files, values, strict=True))
 
@@ -81,13 +82,13 @@ def read_partition(path: Path) -> dict[str, int]:
         if not fields:
             continue
         if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-            raise ValueError(
+            raise DataError(
                 f"{path}, line {number}: expected 'NAME PARTITION' with PARTITION 0 (train), 1 (validation) "
                 f"or 2 (test), e.g. '000001.jpg 0'; got {line!r}"
             )
         partition[fields[0]] = int(fields[1])
     if not partition:
-        raise ValueError(f"{path} is empty; expected lines like '000001.jpg 0'")
+        raise DataError(f"{path} is empty; expected lines like '000001.jpg 0'")
     return partition
 
 
@@ -156,7 +157,7 @@ class CelebADataModule(ImageFolderDataModule):
         files = super().list_files()
         if not any(CELEBA_NAME.match(f.name) for f in files):
             names = ", ".join(str(f.relative_to(self.image_root())) for f in files[:3])
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{self.image_root()} does not look like CelebA: none of its {len(files)} images is named "
                 f"like 000001.jpg (found {names}).\n{self.layout()}"
             )
@@ -172,7 +173,7 @@ class CelebADataModule(ImageFolderDataModule):
         for candidate in candidates:
             if candidate.is_file():
                 return candidate
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"official_split needs CelebA's {PARTITION_FILE}; looked at {', '.join(map(str, candidates))}. "
             f"Download it from the CelebA page (Eval/{PARTITION_FILE}) or set partition_file.\n{self.layout()}"
         )
@@ -185,7 +186,7 @@ class CelebADataModule(ImageFolderDataModule):
         """
         if self.attribute_file is not None:
             if not self.attribute_file.is_file():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"attribute_file {self.attribute_file} does not exist; it is CelebA's Anno/{ATTRIBUTE_FILE} "
                     f"(from the CelebA page), or set attribute_file to null to look for it.\n{self.layout()}"
                 )
@@ -227,7 +228,7 @@ class CelebADataModule(ImageFolderDataModule):
         present = {Path(s.path).name for s in entry.sources}
         missing = sorted(partition.keys() - present)
         if missing:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{path} lists {len(missing)} image(s) that are not in {self.image_root()}: "
                 f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}.\n{self.layout()}"
             )
@@ -243,5 +244,5 @@ class CelebADataModule(ImageFolderDataModule):
             rank_zero_warn(f"{unlisted} image(s) in {self.image_root()} are not in {path} and are left out.")
         empty = [PARTITIONS[p] for p in (0, 1) if not parts[p]]
         if empty:
-            raise ValueError(f"the official split from {path} has no readable {' or '.join(empty)} images")
+            raise DataError(f"the official split from {path} has no readable {' or '.join(empty)} images")
         return parts[0], parts[1], parts[2] or None

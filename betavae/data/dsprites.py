@@ -29,6 +29,7 @@ import torch
 from betavae.data.cache import CacheEntry
 from betavae.data.grid import FactorGrid, FactorGridDataModule, GridImages, to_pixels_of
 from betavae.data.ground_truth import factor_rows
+from betavae.errors import DataError
 
 DSPRITES_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 DSPRITES_URLS = (
@@ -64,7 +65,7 @@ class DSpritesFile:
                 members = {name.removesuffix(".npy") for name in archive.namelist()}
                 missing = [key for key in self.KEYS if key not in members]
                 if missing:
-                    raise ValueError(
+                    raise DataError(
                         f"{self.path} lacks the key(s) {', '.join(missing)} (it has {', '.join(sorted(members))}); "
                         f"expected {', '.join(self.KEYS)} and metadata: is it {DSPRITES_FILE}?"
                     )
@@ -73,19 +74,19 @@ class DSpritesFile:
                 self.classes = self._read(archive, "latents_classes")
                 self.values = self._read(archive, "latents_values")
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
-            raise ValueError(
+            raise DataError(
                 f"{self.path} is not a readable npz file ({type(err).__name__}: {err}): truncated or not dSprites; "
                 f"download {DSPRITES_FILE} again from {DSPRITES_URLS[0]}"
             ) from err
         if dtype != np.uint8 or fortran or len(shape) != 3 or shape[1] != shape[2]:
-            raise ValueError(
+            raise DataError(
                 f"{self.path}: imgs is {dtype} {shape}{' (Fortran order)' if fortran else ''}; "
                 "expected uint8 (N, 64, 64) in C order"
             )
         self.num_images, self.image_size = shape[0], shape[1]
         for key, array, kinds in (("latents_classes", self.classes, "iu"), ("latents_values", self.values, "fiu")):
             if array.shape != (self.num_images, len(LATENT_NAMES)) or array.dtype.kind not in kinds:
-                raise ValueError(
+                raise DataError(
                     f"{self.path}: {key} is {array.dtype} {array.shape}; expected ({self.num_images}, "
                     f"{len(LATENT_NAMES)}) for the {self.num_images} images, one column per latent {LATENT_NAMES}"
                 )
@@ -103,12 +104,12 @@ class DSpritesFile:
         """
         classes = self.classes.astype(np.int64)
         if len(classes) == 0 or classes.min() < 0:
-            raise ValueError(f"{self.path}: latents_classes is empty or holds negative classes")
+            raise DataError(f"{self.path}: latents_classes is empty or holds negative classes")
         sizes = tuple(int(s) for s in classes.max(axis=0) + 1)
         wrong = factor_rows(classes, sizes) != np.arange(len(classes))
         if int(np.prod(sizes)) != len(classes) or wrong.any():
             first = int(np.argmax(wrong)) if wrong.any() else len(classes) - 1
-            raise ValueError(
+            raise DataError(
                 f"{self.path}: latents_classes is not the complete {' x '.join(map(str, sizes))} grid in "
                 f"mixed-radix order (row {first} has classes {classes[first].tolist()}); the file is not the "
                 f"standard {DSPRITES_FILE}"
@@ -118,7 +119,7 @@ class DSpritesFile:
             stride = int(np.prod(sizes[k + 1 :]))
             grid_values = self.values[np.arange(sizes[k]) * stride, k].astype(np.float64)  # only factor k moves
             if not np.allclose(self.values[:, k], grid_values[classes[:, k]], rtol=0, atol=1e-9):
-                raise ValueError(f"{self.path}: latents_values of {name} differ between rows of the same class")
+                raise DataError(f"{self.path}: latents_values of {name} differ between rows of the same class")
             values[name] = grid_values
         keep = [k for k, size in enumerate(sizes) if size > 1]
         names = tuple(LATENT_NAMES[k] for k in keep)
@@ -133,7 +134,7 @@ class DSpritesFile:
         s = self.image_size
         for start, bits in self._image_chunks():
             if bits.max(initial=0) > 1:
-                raise ValueError(
+                raise DataError(
                     f"{self.path}: imgs holds pixel values other than 0 and 1 (e.g. {int(bits.max())} in images "
                     f"{start} .. {start + len(bits) - 1}); dSprites images are binary: is it {DSPRITES_FILE}?"
                 )
@@ -152,7 +153,7 @@ class DSpritesFile:
                         raise EOFError(f"imgs ends after {start + len(data) // (s * s)} of {self.num_images} images")
                     yield start, np.frombuffer(data, dtype=np.uint8).reshape(k, s, s)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
-            raise ValueError(
+            raise DataError(
                 f"{self.path}: cannot read imgs ({type(err).__name__}: {err}); the file is truncated or corrupt: "
                 f"download {DSPRITES_FILE} again from {DSPRITES_URLS[0]}"
             ) from err

@@ -29,6 +29,7 @@ from betavae.data.cache import (
     fingerprint,
     load_or_build,
 )
+from betavae.errors import ConfigError, MissingFileError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 ARCHIVE_EXTENSIONS = (".zip", ".tar", ".gz", ".tgz", ".7z", ".rar")
@@ -64,9 +65,9 @@ def find_images(
     layout = layout or layout_help(root, extensions)
     where = str(root) if root.is_absolute() else f"{root} ({root.absolute()})"
     if not root.exists():
-        raise FileNotFoundError(f"image folder {where} does not exist.\n{layout}")
+        raise MissingFileError(f"image folder {where} does not exist.\n{layout}")
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {where} is not a folder.\n{layout}")
+        raise MissingFileError(f"image folder {where} is not a folder.\n{layout}")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file())
     if not files:
         others = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
@@ -78,7 +79,7 @@ def find_images(
         archives = [str(p) for p in others if p.suffix.lower() in ARCHIVE_EXTENSIONS]
         if archives:
             seen += f" (extract the archive {archives[0]} first)"
-        raise FileNotFoundError(f"image folder {root} contains no images: {seen}.\n{layout}")
+        raise MissingFileError(f"image folder {root} contains no images: {seen}.\n{layout}")
     return files
 
 
@@ -153,9 +154,9 @@ class ImageFolderDataModule(ImageDataModule):
     ) -> None:
         super().__init__(**kwargs)
         if crop_size is not None and crop_size < 1:
-            raise ValueError(f"crop_size must be a positive number of pixels or None, got {crop_size}")
+            raise ConfigError(f"crop_size must be a positive number of pixels or None, got {crop_size}")
         if not 0.0 <= max_bad_fraction <= 1.0:
-            raise ValueError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
+            raise ConfigError(f"max_bad_fraction must be in [0, 1], got {max_bad_fraction}")
         self.root = Path(root).expanduser()
         self.crop_size = crop_size
         self.extensions = tuple(extensions)

@@ -27,6 +27,7 @@ from torchvision.transforms.v2 import functional as TF
 from betavae.data.base import ImageDataModule
 from betavae.data.cache import CacheEntry, DecodedCache, cache_folder, default_cache_dir, fingerprint, load_or_build
 from betavae.data.ground_truth import factor_rows, factors_of_rows, uniform_factors
+from betavae.errors import ConfigError, DataError, MissingFileError
 
 
 def to_pixels_of(images: torch.Tensor, image_size: int, channels: int) -> torch.Tensor:
@@ -159,7 +160,7 @@ class FactorGridDataModule(ImageDataModule):
     ) -> None:
         super().__init__(flip=flip, **kwargs)
         if num_images is not None and num_images < 2:
-            raise ValueError(f"num_images must be at least 2 (or None for every image), got {num_images}")
+            raise ConfigError(f"num_images must be at least 2 (or None for every image), got {num_images}")
         self.root = Path(root).expanduser()
         self.num_images = num_images
         self.seed = seed
@@ -204,7 +205,7 @@ class FactorGridDataModule(ImageDataModule):
         """The file; raises ``FileNotFoundError`` naming it, where it was looked for and where to get it."""
         path = self.file_path()
         if not path.is_file():
-            raise FileNotFoundError(self.missing_message(path))
+            raise MissingFileError(self.missing_message(path))
         return path
 
     @property
@@ -263,7 +264,7 @@ class FactorGridDataModule(ImageDataModule):
 
             entry = load_or_build(cache, build)
             if entry.shape[0] != grid.num_rows:
-                raise ValueError(f"{path}: the decoded cache holds {entry.shape[0]} images, the grid {grid.num_rows}")
+                raise DataError(f"{path}: the decoded cache holds {entry.shape[0]} images, the grid {grid.num_rows}")
             self._images = self.reader(entry)
         return self._images
 
@@ -278,7 +279,7 @@ class FactorGridDataModule(ImageDataModule):
         if self.num_images is None:
             return np.arange(total, dtype=np.int64)
         if self.num_images > total:
-            raise ValueError(f"num_images={self.num_images}, but {self.find_file()} holds {total} images")
+            raise DataError(f"num_images={self.num_images}, but {self.find_file()} holds {total} images")
         return np.sort(np.random.default_rng(self.seed).choice(total, self.num_images, replace=False))
 
     def build_dataset(self) -> FactorGridDataset:

@@ -29,6 +29,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from betavae.errors import ConfigError, DataError
+
 
 @runtime_checkable
 class GroundTruthData(Protocol):
@@ -65,14 +67,14 @@ def check_factor_indices(factors: np.ndarray | torch.Tensor, sizes: Sequence[int
     """
     array = factors.detach().cpu().numpy() if isinstance(factors, torch.Tensor) else np.asarray(factors)
     if array.ndim != 2 or array.shape[1] != len(sizes):
-        raise ValueError(f"factor indices must be (n, {len(sizes)}), one column per factor; got {array.shape}")
+        raise ConfigError(f"factor indices must be (n, {len(sizes)}), one column per factor; got {array.shape}")
     if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"factor indices must be integers (the index of each factor's value), got {array.dtype}")
+        raise ConfigError(f"factor indices must be integers (the index of each factor's value), got {array.dtype}")
     array = array.astype(np.int64, copy=False)
     for k, size in enumerate(sizes):
         bad = (array[:, k] < 0) | (array[:, k] >= size)
         if bad.any():
-            raise ValueError(
+            raise DataError(
                 f"factor column {k} holds {int(array[bad.argmax(), k])}, outside its indices 0 .. {size - 1}"
             )
     return array
@@ -96,7 +98,7 @@ def factors_of_rows(rows: np.ndarray, sizes: Sequence[int]) -> np.ndarray:
 def uniform_factors(n: int, sizes: Sequence[int], rng: np.random.Generator) -> np.ndarray:
     """``n`` rows (n, K) int64, factor ``k`` drawn uniformly from ``0 .. sizes[k] - 1``, independently."""
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise ConfigError(f"n must be >= 0, got {n}")
     return rng.integers(0, np.asarray(sizes, dtype=np.int64), size=(n, len(sizes)), dtype=np.int64)
 
 
@@ -135,7 +137,7 @@ def observed_factors(batch: Mapping[str, Any], datamodule: Any) -> tuple[np.ndar
     """
     kind = ground_truth_kind(datamodule)
     if kind is None:
-        raise ValueError(
+        raise DataError(
             f"{type(datamodule).__name__} has no ground truth: neither factors (factor_names, factor_sizes, "
             "sample_factors, images_of), nor attributes (attribute_names), nor class labels (classes)"
         )
@@ -145,7 +147,7 @@ def observed_factors(batch: Mapping[str, Any], datamodule: Any) -> tuple[np.ndar
         "labels": ("label", lambda: ("class",)),
     }[kind]
     if key not in batch:
-        raise ValueError(
+        raise DataError(
             f"{type(datamodule).__name__} has {kind}, but the batch has no {key!r} (keys: {', '.join(batch)})"
         )
     value = batch[key]
@@ -153,5 +155,5 @@ def observed_factors(batch: Mapping[str, Any], datamodule: Any) -> tuple[np.ndar
     array = array.astype(np.int64, copy=False).reshape(len(array), -1)  # (B, K); labels (B,) -> (B, 1)
     names = names()
     if array.shape[1] != len(names):
-        raise ValueError(f"batch[{key!r}] has {array.shape[1]} columns for {len(names)} names {names}")
+        raise DataError(f"batch[{key!r}] has {array.shape[1]} columns for {len(names)} names {names}")
     return array, names

@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from betavae.data.base import ImageDataModule, TensorImageDataset
+from betavae.errors import ConfigError, DataError, MissingFileError
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -33,9 +34,9 @@ def read_idx(path: str | Path) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
-        raise ValueError(f"{path} could not be read as an IDX file: {err}") from err
+        raise DataError(f"{path} could not be read as an IDX file: {err}") from err
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08 or not 1 <= data[3] <= 4:
-        raise ValueError(
+        raise DataError(
             f"{path} is not a uint8 IDX file: its magic number is {data[:4].hex() or 'missing'}, "
             "expected 00000801 (labels) or 00000803 (images)"
         )
@@ -43,7 +44,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     header = 4 + 4 * ndim
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if len(data) != header + int(np.prod(shape)):
-        raise ValueError(
+        raise DataError(
             f"{path} is truncated or padded: its header says {shape} ({header + int(np.prod(shape))} bytes), "
             f"the file has {len(data)} bytes"
         )
@@ -87,7 +88,7 @@ class MNISTDataModule(ImageDataModule):
     ) -> None:
         super().__init__(image_size=image_size, channels=channels, flip=flip, **kwargs)
         if padding < 0:
-            raise ValueError(f"padding must be >= 0, got {padding}")
+            raise ConfigError(f"padding must be >= 0, got {padding}")
         self.root = Path(root).expanduser()
         self.download = download
         self.official_split = official_split
@@ -139,9 +140,9 @@ class MNISTDataModule(ImageDataModule):
                 found[part] = (paths[0], paths[1])
             elif part in needed:
                 reason = "official_split needs" if part == "test" else "missing"
-                raise FileNotFoundError(self.missing_message(missing, reason))
+                raise MissingFileError(self.missing_message(missing, reason))
             elif len(missing) == 1:
-                raise FileNotFoundError(self.missing_message(missing, "half of the test pair is missing:"))
+                raise MissingFileError(self.missing_message(missing, "half of the test pair is missing:"))
         return found
 
     def fetch(self) -> None:
@@ -152,7 +153,7 @@ class MNISTDataModule(ImageDataModule):
                 self.torchvision_class(str(self.root), train=train, download=True)
         except Exception as err:  # URLError, RuntimeError, socket errors: all mean "no download"
             reason = f"the download failed ({type(err).__name__}: {err}); put"
-            raise FileNotFoundError(self.missing_message(list(IDX_FILES["train"]), reason)) from err
+            raise MissingFileError(self.missing_message(list(IDX_FILES["train"]), reason)) from err
 
     def prepare_data(self) -> None:
         """Find the files, downloading them if needed (once per node)."""
@@ -163,7 +164,7 @@ class MNISTDataModule(ImageDataModule):
         for part, (image_file, label_file) in self.files().items():
             x, y = read_idx(image_file), read_idx(label_file)
             if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-                raise ValueError(
+                raise DataError(
                     f"{self.name} {part}: {image_file} holds {x.shape}, {label_file} holds {y.shape}; "
                     "expected images (N, H, W) and N labels"
                 )

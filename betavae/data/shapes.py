@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from betavae.data.base import ImageDataModule
 from betavae.data.ground_truth import check_factor_indices, uniform_factors
+from betavae.errors import ConfigError
 
 SHAPES = ("square", "ellipse", "heart")
 FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
@@ -85,7 +86,7 @@ def _inside(shape: int, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 def render_shapes(factors: torch.Tensor, image_size: int = 64, supersample: int = 4) -> torch.Tensor:
     """Render factor rows (N, 5) into uint8 images (N, 1, image_size, image_size), deterministically."""
     if supersample < 1:
-        raise ValueError(f"supersample must be >= 1, got {supersample}")
+        raise ConfigError(f"supersample must be >= 1, got {supersample}")
     factors = factors.float()
     n, size = len(factors), image_size
     # every shape lies within MARGIN of its centre: render only a window of that size around it
@@ -130,7 +131,7 @@ class ShapesDataset(Dataset):
         self, num_images: int, image_size: int = 64, channels: int = 1, seed: int = 0, supersample: int = 4
     ) -> None:
         if num_images < 1:
-            raise ValueError(f"num_images must be positive, got {num_images}")
+            raise ConfigError(f"num_images must be positive, got {num_images}")
         self.factor_names = FACTOR_NAMES
         self.factors = sample_factor_indices(num_images, seed)  # (N, 5) int64
         self.images = shapes_images(self.factors, image_size, channels, supersample)  # (N, C, S, S)
@@ -178,7 +179,7 @@ class ShapesDataModule(ImageDataModule):
     ) -> None:
         super().__init__(image_size=image_size, channels=channels, flip=flip, **kwargs)
         if supersample < 1:
-            raise ValueError(f"supersample must be >= 1, got {supersample}")
+            raise ConfigError(f"supersample must be >= 1, got {supersample}")
         self.num_images = num_images
         self.seed = seed
         self.supersample = supersample

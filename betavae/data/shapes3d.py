@@ -27,6 +27,7 @@ import torch
 
 from betavae.data.grid import FactorGrid, FactorGridDataModule, to_pixels_of
 from betavae.data.ground_truth import factors_of_rows
+from betavae.errors import DataError
 
 SHAPES3D_FILE = "3dshapes.h5"
 SHAPES3D_URLS = ("https://storage.googleapis.com/3d-shapes/3dshapes.h5", "https://github.com/google-deepmind/3d-shapes")
@@ -48,7 +49,7 @@ class Shapes3DFile:
             with h5py.File(self.path, "r") as f:
                 missing = [key for key in ("images", "labels") if key not in f]
                 if missing:
-                    raise ValueError(
+                    raise DataError(
                         f"{self.path} lacks the dataset(s) {', '.join(missing)} (it has {', '.join(sorted(f))}); "
                         f"expected images and labels: is it {SHAPES3D_FILE}?"
                     )
@@ -56,14 +57,14 @@ class Shapes3DFile:
                 self.shape, dtype = tuple(images.shape), images.dtype
                 self.labels = np.asarray(labels[()])
         except OSError as err:
-            raise ValueError(
+            raise DataError(
                 f"{self.path} is not a readable HDF5 file ({err}): truncated or not 3D Shapes; "
                 f"download {SHAPES3D_FILE} again from {SHAPES3D_URLS[0]}"
             ) from err
         if dtype != np.uint8 or len(self.shape) != 4 or self.shape[1] != self.shape[2] or self.shape[3] != 3:
-            raise ValueError(f"{self.path}: images is {dtype} {self.shape}; expected uint8 (N, 64, 64, 3)")
+            raise DataError(f"{self.path}: images is {dtype} {self.shape}; expected uint8 (N, 64, 64, 3)")
         if self.labels.shape != (self.shape[0], len(SHAPES3D_FACTORS)) or self.labels.dtype.kind not in "fiu":
-            raise ValueError(
+            raise DataError(
                 f"{self.path}: labels is {self.labels.dtype} {self.labels.shape}; expected ({self.shape[0]}, "
                 f"{len(SHAPES3D_FACTORS)}) numbers for the {self.shape[0]} images, one column per factor "
                 f"{SHAPES3D_FACTORS}"
@@ -79,7 +80,7 @@ class Shapes3DFile:
         labels = self.labels.astype(np.float64)
         sizes = tuple(len(np.unique(labels[:, k].round(6))) for k in range(labels.shape[1]))
         if int(np.prod(sizes)) != len(labels):
-            raise ValueError(
+            raise DataError(
                 f"{self.path}: labels take {' x '.join(map(str, sizes))} = {int(np.prod(sizes))} combinations of "
                 f"values, but there are {len(labels)} images; the file is not a complete 3D Shapes grid"
             )
@@ -91,7 +92,7 @@ class Shapes3DFile:
             wrong = ~np.isclose(labels[:, k], grid_values[factors[:, k]], rtol=0, atol=1e-6)
             if wrong.any():
                 row = int(np.argmax(wrong))
-                raise ValueError(
+                raise DataError(
                     f"{self.path}: row {row} has {name} = {labels[row, k]:g}, but its grid position "
                     f"{factors[row].tolist()} has {grid_values[factors[row, k]]:g}: the rows are not in "
                     f"mixed-radix order of {SHAPES3D_FACTORS}"
@@ -115,7 +116,7 @@ class Shapes3DFile:
                     slab = torch.from_numpy(images[start : start + step]).permute(0, 3, 1, 2)  # (k, 3, S0, S0)
                     yield to_pixels_of(slab, image_size, channels).numpy()
         except OSError as err:
-            raise ValueError(
+            raise DataError(
                 f"{self.path}: cannot read images ({err}); the file is truncated or corrupt: "
                 f"download {SHAPES3D_FILE} again from {SHAPES3D_URLS[0]}"
             ) from err

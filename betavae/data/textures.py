@@ -12,6 +12,7 @@ from PIL import Image
 
 from betavae.data.base import ImageDataModule, TensorImageDataset
 from betavae.data.batik import random_patches
+from betavae.errors import ConfigError, DataError
 
 TEXTURES = ("brick", "grass", "gravel")
 
@@ -24,10 +25,10 @@ def load_texture(name: str, channels: int) -> torch.Tensor:
     """
     loader = getattr(skimage.data, name, None) if name in skimage.data.__all__ else None
     if not callable(loader) or any(word in name for word in ("download", "file", "data_dir")):
-        raise ValueError(f"{name!r} is not an image of skimage.data; textures bundled with it: {', '.join(TEXTURES)}")
+        raise DataError(f"{name!r} is not an image of skimage.data; textures bundled with it: {', '.join(TEXTURES)}")
     array = np.asarray(loader())
     if array.dtype != np.uint8 or array.ndim not in (2, 3):
-        raise ValueError(f"skimage.data.{name}() is not a uint8 image (got {array.dtype} {array.shape})")
+        raise DataError(f"skimage.data.{name}() is not a uint8 image (got {array.dtype} {array.shape})")
     image = Image.fromarray(array).convert("RGB" if channels == 3 else "L")
     return torch.from_numpy(np.array(image)).reshape(image.height, image.width, channels).permute(2, 0, 1)
 
@@ -60,9 +61,9 @@ class TexturesDataModule(ImageDataModule):
     ) -> None:
         super().__init__(image_size=image_size, channels=channels, **kwargs)
         if not textures:
-            raise ValueError(f"textures must name at least one skimage.data image, e.g. {list(TEXTURES)}")
+            raise ConfigError(f"textures must name at least one skimage.data image, e.g. {list(TEXTURES)}")
         if num_patches < 2 or patch_size < 1:
-            raise ValueError(f"need num_patches >= 2 and patch_size >= 1, got {num_patches}, {patch_size}")
+            raise DataError(f"need num_patches >= 2 and patch_size >= 1, got {num_patches}, {patch_size}")
         self.textures = tuple(textures)
         self.num_patches = num_patches
         self.patch_size = patch_size

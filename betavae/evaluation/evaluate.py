@@ -20,6 +20,7 @@ from torch import nn
 from betavae.callbacks.fid import FID
 from betavae.callbacks.metrics import reconstruction_metrics
 from betavae.checkpoints import check_fits, load_checkpoint
+from betavae.errors import ConfigError
 from betavae.model_api import evaluating, with_label
 from betavae.runs import datamodule_label, run_dir_of
 
@@ -92,7 +93,7 @@ def score_reconstructions(model: nn.Module, batches: Iterable[dict[str, Any]]) -
             metrics.update(model.to_pixels(with_label(model.reconstruct, x, label=label)), model.to_pixels(x))
             n += x.shape[0]
     if n == 0:
-        raise ValueError("no images to evaluate")
+        raise ConfigError("no images to evaluate")
     return {**{k: float(v) for k, v in metrics.compute().items()}, "n": n}
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from betavae.errors import MissingFileError
 from betavae.evaluation.evaluate import markdown_table, table_cells
 from betavae.plotting import bar_chart
 from betavae.runs import dataset_label
@@ -112,14 +113,14 @@ def collect(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
     for run_dir in run_dirs:
         run = Path(run_dir).expanduser()
         if not run.is_dir():
-            raise FileNotFoundError(f"run folder {run} does not exist")
+            raise MissingFileError(f"run folder {run} does not exist")
         found = _evaluation_records(run)
         evaluated = {Path(r["run"]).resolve() for r in found}
         for config_path in sorted(run.glob("**/config.yaml")):
             if config_path.parent.resolve() not in evaluated and (record := _log_record(config_path)):
                 found.append(record)
         if not found:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"no scores under {run}: run `python -m betavae evaluate --ckpt_path {run}/…/checkpoints/last.ckpt` "
                 "first, or train with the ReconstructionMetrics callback (metrics.csv with val/psnr)"
             )

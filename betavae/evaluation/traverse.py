@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from betavae.callbacks.traversal import LatentTraversal, check_dims, mean_kl_per_dim, render_traversal, top_dims
+from betavae.errors import ConfigError
 from betavae.evaluation.evaluate import load_weights, run_dir_of, validation_batches
 
 
@@ -30,10 +31,10 @@ def parse_dims(dims: Sequence[int] | str | int | None) -> list[int] | None:
         try:
             dims = [int(p) for p in parts]
         except ValueError:
-            raise ValueError(f"dims must be latent indices like 11,16,31; got {dims!r}") from None
+            raise ConfigError(f"dims must be latent indices like 11,16,31; got {dims!r}") from None
     dims = [int(d) for d in dims]
     if not dims or any(d < 0 for d in dims):
-        raise ValueError(f"dims must be a non-empty list of latent indices >= 0; got {dims}")
+        raise ConfigError(f"dims must be a non-empty list of latent indices >= 0; got {dims}")
     return dims
 
 

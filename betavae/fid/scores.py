@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torchmetrics.image import FrechetInceptionDistance, KernelInceptionDistance
 
+from betavae.errors import ConfigError
 from betavae.fid.features import Precomputed
 from betavae.model_api import evaluating
 
@@ -30,7 +31,7 @@ class GenerativeScores(nn.Module):
         super().__init__()
         num_features = getattr(extractor, "num_features", None)
         if not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"the feature extractor needs an int attribute num_features, got {num_features!r}")
+            raise ConfigError(f"the feature extractor needs an int attribute num_features, got {num_features!r}")
         self.extractor = extractor
         self.kid_subset_size = kid_subset_size
         self.fid = FrechetInceptionDistance(feature=Precomputed(num_features), reset_real_features=False)
@@ -73,7 +74,7 @@ class GenerativeScores(nn.Module):
             torch.distributed.all_reduce(counts)
         num_real, num_fake = (int(c) for c in counts)
         if min(num_real, num_fake) < 2:
-            raise ValueError(f"FID needs at least 2 reference and 2 generated images, got {num_real} and {num_fake}")
+            raise ConfigError(f"FID needs at least 2 reference and 2 generated images, got {num_real} and {num_fake}")
         fid = float(self.fid.compute())
         self.kid.subset_size = min(self.kid_subset_size, num_real, num_fake)
         with torch.random.fork_rng(devices=[]):

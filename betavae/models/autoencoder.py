@@ -13,6 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from betavae.errors import ConfigError
 from betavae.models.base import AutoencoderModule
 from betavae.models.corruption import Corruption
 from betavae.runs import image_seeds
@@ -62,18 +63,18 @@ class Autoencoder(AutoencoderModule):
     ) -> None:
         super().__init__(**kwargs)
         if code_activation not in CodeActivation.__args__:
-            raise ValueError(f"code_activation must be one of {CodeActivation.__args__}, got {code_activation!r}")
+            raise ConfigError(f"code_activation must be one of {CodeActivation.__args__}, got {code_activation!r}")
         if l1_weight < 0 or sparsity_weight < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"penalty weights must be >= 0, got l1_weight={l1_weight}, sparsity_weight={sparsity_weight}"
             )
         if sparsity_weight > 0 and code_activation != "Sigmoid":
-            raise ValueError(
+            raise ConfigError(
                 "the KL sparsity penalty needs code activations in (0, 1): set code_activation: Sigmoid "
                 f"(got {code_activation!r})"
             )
         if not 0 < sparsity_target < 1:
-            raise ValueError(f"sparsity_target must be in (0, 1), got {sparsity_target}")
+            raise ConfigError(f"sparsity_target must be in (0, 1), got {sparsity_target}")
         self.net = net(self.in_channels, self.image_size)
         self.code_activation = getattr(nn, code_activation)()
         self.corruption = corruption

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from betavae.errors import BetaVAEError
+from betavae.errors import BetaVAEError, ConfigError
 from betavae.normalization import check_stats, imagenet_stats
 
 
@@ -111,7 +111,7 @@ class AutoencoderModule(L.LightningModule):
             ("output_activation", output_activation, ("identity", "sigmoid")),
         ):
             if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+                raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
         default_mean, default_std = imagenet_stats(in_channels) if mean is None or std is None else (mean, std)
         mean = tuple(float(m) for m in (default_mean if mean is None else mean))
         std = tuple(float(s) for s in (default_std if std is None else std))

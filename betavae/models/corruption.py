@@ -10,6 +10,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from betavae.errors import ConfigError
+
 
 class Corruption:
     """Base class: ``corruption(pixels (B, C, H, W) in [0, 1], generator) -> corrupted pixels``.
@@ -35,7 +37,7 @@ class GaussianNoise(Corruption):
 
     def __init__(self, sigma: float = 0.2, clip: bool = True) -> None:
         if sigma < 0:
-            raise ValueError(f"sigma must be >= 0, got {sigma}")
+            raise ConfigError(f"sigma must be >= 0, got {sigma}")
         self.sigma = sigma
         self.clip = clip
 
@@ -55,7 +57,7 @@ class Masking(Corruption):
 
     def __init__(self, p: float = 0.5, rescale: bool = False) -> None:
         if not 0 <= p < 1:
-            raise ValueError(f"p must be in [0, 1), got {p}")
+            raise ConfigError(f"p must be in [0, 1), got {p}")
         self.p = p
         self.rescale = rescale
 
@@ -76,14 +78,14 @@ class Downsample(Corruption):
 
     def __init__(self, factor: int = 2, mode: Literal["bilinear", "bicubic", "nearest"] = "bilinear") -> None:
         if factor < 1:
-            raise ValueError(f"factor must be a positive integer, got {factor}")
+            raise ConfigError(f"factor must be a positive integer, got {factor}")
         self.factor = factor
         self.mode = mode
 
     def __call__(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         h, w = pixels.shape[-2:]
         if h % self.factor or w % self.factor:
-            raise ValueError(f"image size {h}x{w} is not divisible by the downsampling factor {self.factor}")
+            raise ConfigError(f"image size {h}x{w} is not divisible by the downsampling factor {self.factor}")
         small = F.avg_pool2d(pixels, self.factor)
         kwargs = {} if self.mode == "nearest" else {"align_corners": False}
         return F.interpolate(small, size=(h, w), mode=self.mode, **kwargs).clamp(0, 1)

@@ -87,9 +87,9 @@ class BetaTCVAE(VAE):
     ) -> None:
         super().__init__(**kwargs)
         if sampling not in ("mws", "mss"):
-            raise ValueError(f"sampling must be 'mws' (minibatch-weighted) or 'mss' (stratified), got {sampling!r}")
+            raise ConfigError(f"sampling must be 'mws' (minibatch-weighted) or 'mss' (stratified), got {sampling!r}")
         if dataset_size is not None and dataset_size < 2:
-            raise ValueError(f"dataset_size must be at least 2 (the number of training images), got {dataset_size}")
+            raise ConfigError(f"dataset_size must be at least 2 (the number of training images), got {dataset_size}")
 
     def setup(self, stage: str) -> None:
         """N from the data module when no ``dataset_size`` was given (see Args)."""
@@ -130,7 +130,7 @@ class DIPVAE(VAE):
     ) -> None:
         super().__init__(**kwargs)
         if dip_type not in ("i", "ii"):
-            raise ValueError(f"dip_type must be 'i' or 'ii', got {dip_type!r}")
+            raise ConfigError(f"dip_type must be 'i' or 'ii', got {dip_type!r}")
         self.lambda_d = float(lambda_d if lambda_d is not None else (10.0 if dip_type == "i" else 1.0) * lambda_od)
 
     def regularizer(

@@ -19,6 +19,7 @@ from typing import Literal
 
 import torch
 
+from betavae.errors import ConfigError
 from betavae.models.posterior import DiagonalGaussian
 
 Sampling = Literal["mws", "mss"]
@@ -56,9 +57,9 @@ def mss_log_weights(batch_size: int, dataset_size: int) -> torch.Tensor:
 
 def _check_sizes(batch_size: int, dataset_size: int, sampling: str) -> None:
     if batch_size < 2:
-        raise ValueError(f"the total correlation estimators need a batch of at least 2 codes, got {batch_size}")
+        raise ConfigError(f"the total correlation estimators need a batch of at least 2 codes, got {batch_size}")
     if dataset_size < batch_size:
-        raise ValueError(
+        raise ConfigError(
             f"{sampling}: the dataset size N ({dataset_size}) is smaller than the batch ({batch_size}); N is the "
             "number of training images the aggregate posterior runs over"
         )
@@ -84,7 +85,7 @@ def kl_decomposition(
         sampling: ``"mws"`` (minibatch-weighted) or ``"mss"`` (minibatch stratified).
     """
     if sampling not in ("mws", "mss"):
-        raise ValueError(f"sampling must be 'mws' or 'mss', got {sampling!r}")
+        raise ConfigError(f"sampling must be 'mws' or 'mss', got {sampling!r}")
     b = z.shape[0]
     log_w = (mws_log_weights if sampling == "mws" else mss_log_weights)(b, dataset_size).to(z)  # (B, B)
     log_q = log_density_matrix(z, posterior)  # (B, B, D): log q(z_i,d | x_j)

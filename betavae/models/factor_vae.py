@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from betavae.errors import ConfigError
 from betavae.models.estimators import permute_dims
 from betavae.models.posterior import DiagonalGaussian
 from betavae.models.vae import VAE
@@ -65,7 +66,7 @@ class FactorVAE(VAE):
     ) -> None:
         super().__init__(**kwargs)
         if gradient_clip_algorithm not in ("norm", "value"):
-            raise ValueError(f"gradient_clip_algorithm must be 'norm' or 'value', got {gradient_clip_algorithm!r}")
+            raise ConfigError(f"gradient_clip_algorithm must be 'norm' or 'value', got {gradient_clip_algorithm!r}")
         self.automatic_optimization = False
         self.discriminator = CodeDiscriminator(self.latent_dim, discriminator_hidden)
 

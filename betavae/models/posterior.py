@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from betavae.errors import ConfigError
+
 
 class DiagonalGaussian:
     """A batch of diagonal Gaussians parameterised by mean and log-variance, each of shape (B, D).
@@ -17,7 +19,7 @@ class DiagonalGaussian:
 
     def __init__(self, mean: torch.Tensor, logvar: torch.Tensor) -> None:
         if mean.shape != logvar.shape:
-            raise ValueError(f"mean {tuple(mean.shape)} and logvar {tuple(logvar.shape)} differ in shape")
+            raise ConfigError(f"mean {tuple(mean.shape)} and logvar {tuple(logvar.shape)} differ in shape")
         self.mean = mean
         self.logvar = logvar
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from betavae.errors import ConfigError
 from betavae.models.base import AutoencoderModule
 from betavae.models.posterior import DiagonalGaussian
 from betavae.nets import ConvDecoder, ConvEncoder
@@ -54,7 +55,7 @@ class VAE(AutoencoderModule):
     ) -> None:
         super().__init__(**kwargs)
         if latent_dim < 1:
-            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim}")
+            raise ConfigError(f"latent_dim must be a positive integer, got {latent_dim}")
         self.latent_dim = latent_dim
         cond = self.condition_size()
         self.encoder = ConvEncoder(self.in_channels + cond, self.image_size, hidden_channels)
@@ -158,9 +159,9 @@ class BetaVAE(VAE):
     ) -> None:
         super().__init__(**kwargs)
         if loss_type not in ("H", "B"):
-            raise ValueError(f"loss_type must be 'H' (Higgins) or 'B' (Burgess), got {loss_type!r}")
+            raise ConfigError(f"loss_type must be 'H' (Higgins) or 'B' (Burgess), got {loss_type!r}")
         if capacity_max_iter < 1:
-            raise ValueError(f"capacity_max_iter must be at least 1, got {capacity_max_iter}")
+            raise ConfigError(f"capacity_max_iter must be at least 1, got {capacity_max_iter}")
 
     def capacity(self, step: int | None = None) -> float:
         """C at optimizer step ``step`` (default: the trainer's global step), in nats."""
@@ -188,7 +189,7 @@ class ConditionalVAE(VAE):
 
     def __init__(self, num_classes: int = 10, **kwargs: Any) -> None:
         if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+            raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
         super().__init__(**kwargs)
         self.num_classes = num_classes
 
@@ -199,18 +200,18 @@ class ConditionalVAE(VAE):
         """Checked one-hot labels (B, num_classes) as floats on the model's device."""
         k = self.hparams.num_classes
         if label is None:
-            raise ValueError(
+            raise ConfigError(
                 "ConditionalVAE needs class labels: give label= (a (B,) tensor of class indices in "
                 f"[0, {k})), and train on a data module whose batches carry 'label' (e.g. ShapesDataModule)"
             )
         label = torch.as_tensor(label, device=self.device)
         if label.shape != (batch_size,) or label.is_floating_point():
-            raise ValueError(
+            raise ConfigError(
                 f"ConditionalVAE labels must be integer class indices of shape ({batch_size},), "
                 f"got shape {tuple(label.shape)} and dtype {label.dtype}"
             )
         if label.numel() and (label.min() < 0 or label.max() >= k):
-            raise ValueError(f"ConditionalVAE labels must lie in [0, {k}), got {label.min()}..{label.max()}")
+            raise ConfigError(f"ConditionalVAE labels must lie in [0, {k}), got {label.min()}..{label.max()}")
         return F.one_hot(label.long(), k).float()
 
     def encode(self, x: torch.Tensor, label: torch.Tensor | None = None) -> DiagonalGaussian:

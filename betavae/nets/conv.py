@@ -12,18 +12,19 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from betavae.errors import ConfigError
 from betavae.nets.checks import check_positive
 
 
 def bottleneck_size(image_size: int, num_blocks: int) -> int:
     """Spatial size after ``num_blocks`` stride-2 convolutions, or a ``ValueError`` saying why not."""
     if num_blocks < 1:
-        raise ValueError("hidden_channels must name at least one block, got an empty list")
+        raise ConfigError("hidden_channels must name at least one block, got an empty list")
     if image_size < 1:
-        raise ValueError(f"image_size must be positive, got {image_size}")
+        raise ConfigError(f"image_size must be positive, got {image_size}")
     factor = 2**num_blocks
     if image_size % factor:
-        raise ValueError(
+        raise ConfigError(
             f"image_size={image_size} is not divisible by 2**{num_blocks}={factor}: each of the "
             f"{num_blocks} encoder blocks halves the image (stride 2) and the decoder doubles it back, "
             f"so the size must be a multiple of {factor} (e.g. {factor * max(1, image_size // factor)}), "
@@ -145,11 +146,11 @@ class ConvNet(nn.Module):
         check_positive(in_channels=in_channels)
         check_positive(hidden_channels=hidden)
         if not hidden:
-            raise ValueError("hidden_channels must name at least one conv layer, got an empty list")
+            raise ConfigError("hidden_channels must name at least one conv layer, got an empty list")
         if latent_dim is not None:
             check_positive(latent_dim=latent_dim)
         if image_size < 2 ** (len(hidden) - 1):
-            raise ValueError(
+            raise ConfigError(
                 f"image_size={image_size} is too small for {len(hidden)} stride-2 conv layers: the last "
                 f"would see less than 2x2 pixels; use image_size >= {2 ** (len(hidden) - 1)} or fewer layers"
             )

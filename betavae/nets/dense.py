@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from betavae.errors import ConfigError
 from betavae.nets.checks import check_positive
 
 # names of torch.nn activation classes, built with getattr(nn, name)()
@@ -16,7 +17,7 @@ Activation = Literal["ReLU", "SELU", "ELU", "LeakyReLU", "Tanh", "Sigmoid"]
 
 def check_activation(name: str) -> None:
     if name not in Activation.__args__:
-        raise ValueError(f"activation must be one of {Activation.__args__} (torch.nn class names), got {name!r}")
+        raise ConfigError(f"activation must be one of {Activation.__args__} (torch.nn class names), got {name!r}")
 
 
 class LinearNet(nn.Module):

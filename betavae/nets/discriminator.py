@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from betavae.errors import ConfigError
+
 
 class CodeDiscriminator(nn.Module):
     """An MLP that tells codes of q(z) from codes of Π_d q(z_d): one logit per code, positive for "q(z)".
@@ -24,7 +26,7 @@ class CodeDiscriminator(nn.Module):
     def __init__(self, latent_dim: int, hidden: Sequence[int] = (1000,) * 6, negative_slope: float = 0.2) -> None:
         super().__init__()
         if latent_dim < 1 or any(int(h) < 1 for h in hidden):
-            raise ValueError(f"latent_dim and hidden widths must be positive, got {latent_dim} and {list(hidden)}")
+            raise ConfigError(f"latent_dim and hidden widths must be positive, got {latent_dim} and {list(hidden)}")
         layers: list[nn.Module] = []
         width = latent_dim
         for h in hidden:
