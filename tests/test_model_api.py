@@ -1,6 +1,8 @@
+import pytest
 import torch
 
 from betavae.data import ShapesDataModule
+from betavae.errors import ConfigError
 from betavae.models import BetaVAE, DiagonalGaussian
 from betavae.normalization import imagenet_stats
 
@@ -45,3 +47,27 @@ def test_to_pixels_clamps_model_outputs_into_the_unit_range():
     model = BetaVAE(in_channels=3, image_size=32, hidden_channels=(8, 16))
     out = model.to_pixels(torch.randn(2, 3, 32, 32) * 10)
     assert out.min() >= 0 and out.max() <= 1
+
+
+SMALL = {"in_channels": 1, "image_size": 16, "hidden_channels": (8, 16), "latent_dim": 4}
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: BetaVAE(beta=-1, **SMALL), "beta"),
+        (lambda: BetaVAE(kld_weight=-0.1, **SMALL), "kld_weight"),
+        (lambda: BetaVAE(loss_type="B", gamma=-5, **SMALL), "gamma"),
+    ],
+)
+def test_negative_loss_weights_are_refused_by_name(make, name):
+    with pytest.raises(ConfigError, match=f"{name} must be >= 0"):
+        make()
+
+
+def test_the_conditional_vae_passes_its_condition_size_explicitly():
+    from betavae.models import ConditionalVAE
+
+    model = ConditionalVAE(num_classes=4, **SMALL)
+    assert model.encoder.blocks[0][0].in_channels == 1 + 4 and model.hparams.num_classes == 4
+    assert model.decoder.fc.in_features == model.latent_dim + 4

@@ -25,6 +25,17 @@ class NonFiniteLossError(BetaVAEError, RuntimeError):
     """Raised when a training or validation loss is NaN or infinite; a training step's update is not applied."""
 
 
+def check_non_negative(**weights: float | None) -> None:
+    """Refuse a negative loss weight (β, kld_weight, γ, λ, ...): it would reward the very term it weights.
+
+    Raises:
+        ConfigError: names the first negative weight.
+    """
+    for name, value in weights.items():
+        if value is not None and float(value) < 0:
+            raise ConfigError(f"{name} must be >= 0 (a loss weight), got {value}")
+
+
 def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
     """The trainer ``module`` is attached to, or ``None`` (a module used on its own)."""
     try:

@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from betavae.errors import ConfigError
-from betavae.models.base import attached_trainer
+from betavae.models.base import attached_trainer, check_non_negative
 from betavae.models.estimators import covariance, dip_penalties, kl_decomposition
 from betavae.models.posterior import DiagonalGaussian
 from betavae.models.vae import VAE
@@ -86,6 +86,7 @@ class BetaTCVAE(VAE):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_non_negative(alpha=alpha, beta=beta, gamma=gamma)
         if sampling not in ("mws", "mss"):
             raise ConfigError(f"sampling must be 'mws' (minibatch-weighted) or 'mss' (stratified), got {sampling!r}")
         if dataset_size is not None and dataset_size < 2:
@@ -131,6 +132,7 @@ class DIPVAE(VAE):
         super().__init__(**kwargs)
         if dip_type not in ("i", "ii"):
             raise ConfigError(f"dip_type must be 'i' or 'ii', got {dip_type!r}")
+        check_non_negative(lambda_od=lambda_od, lambda_d=lambda_d)
         self.lambda_d = float(lambda_d if lambda_d is not None else (10.0 if dip_type == "i" else 1.0) * lambda_od)
 
     def regularizer(

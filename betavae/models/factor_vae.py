@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from betavae.errors import ConfigError
+from betavae.models.base import check_non_negative
 from betavae.models.estimators import permute_dims
 from betavae.models.posterior import DiagonalGaussian
 from betavae.models.vae import VAE
@@ -67,6 +68,7 @@ class FactorVAE(VAE):
         super().__init__(**kwargs)
         if gradient_clip_algorithm not in ("norm", "value"):
             raise ConfigError(f"gradient_clip_algorithm must be 'norm' or 'value', got {gradient_clip_algorithm!r}")
+        check_non_negative(gamma=gamma)
         self.automatic_optimization = False
         self.discriminator = CodeDiscriminator(self.latent_dim, discriminator_hidden)
 

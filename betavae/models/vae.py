@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from betavae.errors import ConfigError
-from betavae.models.base import AutoencoderModule
+from betavae.models.base import AutoencoderModule, check_non_negative
 from betavae.models.posterior import DiagonalGaussian
 from betavae.nets import ConvDecoder, ConvEncoder
 from betavae.runs import image_seeds
@@ -43,6 +43,8 @@ class VAE(AutoencoderModule):
         hidden_channels: Channels of the encoder blocks, one stride-2 block each; the decoder mirrors
             them. The study: (32, 64, 128, 256, 512); its batik model: (32, 64, 128).
         kld_weight: Weight of the KL term (the study's ``kld_weight``, 0.0025).
+        condition_size: Extra input channels of the encoder and extra inputs of the decoder: 0 for an
+            unconditional VAE; ``ConditionalVAE`` passes its number of classes.
         **kwargs: ``AutoencoderModule`` arguments (image shape, normalization, optimizer, likelihood).
     """
 
@@ -51,21 +53,21 @@ class VAE(AutoencoderModule):
         latent_dim: int = 128,
         hidden_channels: Sequence[int] = STUDY_HIDDEN_CHANNELS,
         kld_weight: float = 0.0025,
+        condition_size: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if latent_dim < 1:
             raise ConfigError(f"latent_dim must be a positive integer, got {latent_dim}")
+        if condition_size < 0:
+            raise ConfigError(f"condition_size must be >= 0, got {condition_size}")
+        check_non_negative(kld_weight=kld_weight)
         self.latent_dim = latent_dim
-        cond = self.condition_size()
+        cond = condition_size
         self.encoder = ConvEncoder(self.in_channels + cond, self.image_size, hidden_channels)
         self.fc_mu = nn.Linear(self.encoder.out_features, latent_dim)
         self.fc_logvar = nn.Linear(self.encoder.out_features, latent_dim)
         self.decoder = ConvDecoder(latent_dim + cond, self.in_channels, self.image_size, hidden_channels)
-
-    def condition_size(self) -> int:
-        """Extra input channels of the encoder and extra inputs of the decoder (0: unconditional)."""
-        return 0
 
     # ----------------------------------------------------------------- public API
     def encode(self, x: torch.Tensor, label: torch.Tensor | None = None) -> DiagonalGaussian:
@@ -158,6 +160,7 @@ class BetaVAE(VAE):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_non_negative(beta=beta, gamma=gamma, max_capacity=max_capacity)
         if loss_type not in ("H", "B"):
             raise ConfigError(f"loss_type must be 'H' (Higgins) or 'B' (Burgess), got {loss_type!r}")
         if capacity_max_iter < 1:
@@ -190,11 +193,8 @@ class ConditionalVAE(VAE):
     def __init__(self, num_classes: int = 10, **kwargs: Any) -> None:
         if num_classes < 2:
             raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
-        super().__init__(**kwargs)
+        super().__init__(condition_size=num_classes, **kwargs)
         self.num_classes = num_classes
-
-    def condition_size(self) -> int:
-        return self.hparams.num_classes  # read before __init__ sets self.num_classes
 
     def one_hot(self, label: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         """Checked one-hot labels (B, num_classes) as floats on the model's device."""
