@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from conftest import write_images
+from sklearn.metrics import mutual_info_score
 
 from betavae.cli import BetaVAECLI, main, resolve_config
+from betavae.data.shapes import FACTOR_NAMES, FACTOR_VALUES, render_shapes
 from betavae.models import BetaVAE, NonFiniteLossError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -278,13 +281,36 @@ def test_quickstart_config_writes_csv_and_an_offline_wandb_run(tmp_path, monkeyp
     assert len(offline) == 1 and offline[0].stat().st_size > 0
 
 
+def histogram_mig(codes: np.ndarray, factors: np.ndarray, bins: int = 20) -> float:
+    """MIG (Chen et al. 2018) as disentanglement_lib computes it: each code dimension cut into ``bins``
+    equal-width bins, mutual information with each factor's index, mean over factors of the gap between
+    the two most informative dimensions over the factor's entropy."""
+    binned = [np.digitize(c, np.histogram(c, bins)[1][:-1]) for c in codes.T]
+    gaps = []
+    for f in factors.T:
+        mi = sorted((mutual_info_score(f, b) for b in binned), reverse=True)
+        gaps.append((mi[0] - mi[1]) / mutual_info_score(f, f))
+    return float(np.mean(gaps))
+
+
 @pytest.mark.slow
-def test_quickstart_learns(tmp_path, monkeypatch):
-    """The README's main job, in full (about 7 minutes on 2 CPU cores): val/loss falls, files appear."""
+def test_quickstart_learns_and_disentangles(tmp_path, monkeypatch):
+    """The README's main job, in full (about 5 minutes on 2 CPU cores): val/loss falls, the files appear,
+    and the code disentangles x, y and size enough for MIG >= 0.2 (measured 0.30 for seeds 42, 1, 2)."""
     monkeypatch.chdir(tmp_path)
     main(["fit", "--config", "quickstart.yaml"])
     run = tmp_path / "runs" / "quickstart" / "version_0"
     val = [float(r["val/loss"]) for r in read_metrics(run) if r.get("val/loss")]
-    assert len(val) == 15 and val[-1] < 0.6 * val[0]
-    assert (run / "images" / "reconstructions_epoch=014.png").is_file()
+    assert len(val) == 25 and val[-1] < 0.7 * val[0]
+    assert (run / "images" / "reconstructions_epoch=024.png").is_file()
+    assert (run / "images" / "traversal_epoch=024.png").is_file()
     assert (run / "checkpoints" / "last.ckpt").is_file()
+    model = BetaVAE.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    rng = np.random.default_rng(1234)
+    sizes = [len(FACTOR_VALUES[name]) for name in FACTOR_NAMES]
+    factors = np.stack([rng.integers(0, n, 10_000) for n in sizes], axis=1)  # uniform over the whole grid
+    values = torch.stack([FACTOR_VALUES[n][factors[:, k]] for k, n in enumerate(FACTOR_NAMES)], dim=1)
+    images = render_shapes(values, image_size=model.image_size)
+    with torch.no_grad():
+        codes = torch.cat([model.embed(model.normalize(b.float() / 255)) for b in images.split(1000)]).numpy()
+    assert histogram_mig(codes, factors) >= 0.2
