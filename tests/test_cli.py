@@ -6,6 +6,7 @@ import csv
 import importlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -13,6 +14,8 @@ from conftest import SHAPES, TINY, write_images
 
 from betavae.cli import BetaVAECLI, main
 from betavae.config_names import resolve_config
+from betavae.data import ShapesDataModule
+from betavae.disentanglement import mig, model_representation, sample_codes
 from betavae.models import BetaVAE, NonFiniteLossError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -276,12 +279,18 @@ def test_quickstart_config_writes_csv_and_an_offline_wandb_run(tmp_path, monkeyp
 
 
 @pytest.mark.slow
-def test_quickstart_learns(tmp_path, monkeypatch):
-    """The README's main job, in full (about 7 minutes on 2 CPU cores): val/loss falls, files appear."""
+def test_quickstart_learns_and_disentangles(tmp_path, monkeypatch):
+    """The README's main job, in full (about 5 minutes on 2 CPU cores): val/loss falls, the files appear,
+    and the code disentangles x, y and size enough for MIG >= 0.2 (measured 0.30 for seeds 42, 1, 2)."""
     monkeypatch.chdir(tmp_path)
     main(["fit", "--config", "quickstart.yaml"])
     run = tmp_path / "runs" / "quickstart" / "version_0"
     val = [float(r["val/loss"]) for r in read_metrics(run) if r.get("val/loss")]
-    assert len(val) == 15 and val[-1] < 0.6 * val[0]
-    assert (run / "images" / "reconstructions_epoch=014.png").is_file()
+    assert len(val) == 25 and val[-1] < 0.7 * val[0]
+    assert (run / "images" / "reconstructions_epoch=024.png").is_file()
+    assert (run / "images" / "traversal_epoch=024.png").is_file()
     assert (run / "checkpoints" / "last.ckpt").is_file()
+    model = BetaVAE.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    data = ShapesDataModule(image_size=model.image_size, channels=1)  # the quickstart's data, its full factor grid
+    codes, factors = sample_codes(data, model_representation(model), 10_000, np.random.default_rng(1234))
+    assert mig(codes, factors) >= 0.2

@@ -136,6 +136,23 @@ def test_scale_and_shape_set_the_drawn_area():
     assert area[2] == pytest.approx(math.pi * h * h / 2, rel=0.03)  # ellipse with semi-axes h, h/2
 
 
+def test_geometry_is_dsprites(tmp_path):
+    """dSprites' geometry as measured from its images: centres at 16..48 px of 64 (one pixel per position
+    step), a scale-1 square 0.3 of the width (19.2 px), scale 0.5 half that; nothing near the border."""
+    rows = torch.tensor([[0, 1, 0, 0, 0], [0, 1, 0, 1, 1], [0, 1, 0, 1 / 31, 0], [0, 0.5, 0, 0.5, 0.5]])
+    images = render_shapes(rows, image_size=64, supersample=8)
+    (x0, y0), (x1, y1), (x2, _) = (centroid(im) for im in images[:3])
+    # pixel i covers [i, i + 1): a centre at 16 px is the centroid 15.5 in pixel-index coordinates
+    assert (x0, y0) == (pytest.approx(15.5, abs=0.01), pytest.approx(15.5, abs=0.01))
+    assert (x1, y1) == (pytest.approx(47.5, abs=0.01), pytest.approx(47.5, abs=0.01))
+    assert x2 - x0 == pytest.approx(32 / 31, abs=1 / 16)  # within the 8x supersampling
+    widths = (images[[0, 3]].float() / 255).sum(dim=2).amax(dim=(1, 2))  # the square's height = side
+    assert widths.tolist() == [pytest.approx(19.2, abs=1 / 8), pytest.approx(9.6, abs=1 / 8)]
+    rotated = torch.tensor([[k, 1, math.pi / 4, x, y] for k in range(3) for x in (0, 1) for y in (0, 1)])
+    reach = (render_shapes(rotated, image_size=64) > 0).nonzero()[:, 2:]
+    assert reach.min() >= 2 and reach.max() <= 61  # at most 0.15 * sqrt(2) * 64 = 13.6 px from 16 and 48
+
+
 def test_orientation_turns_the_shape_counter_clockwise():
     for theta in (0.0, math.pi / 6, math.pi / 3, math.pi / 2):
         image = render_shapes(torch.tensor([[1, 1, theta, 0.5, 0.5]]), image_size=64)[0]

@@ -95,3 +95,73 @@ def test_study_model_forward_backward_at_every_size(size: int):
 def test_impossible_models_fail_at_construction_with_a_reason(kwargs, message):
     with pytest.raises(ValueError, match=message):
         BetaVAE(**kwargs)
+
+
+def disentanglement_lib_nets(latent_dim: int = 10, channels: int = 1, kernel34: int = 2) -> nn.ModuleDict:
+    """disentanglement_lib's conv_encoder / deconv_decoder at 64x64 (methods/shared/architectures.py),
+    transcribed layer by layer; ``kernel34`` is the kernel of its 3rd and 4th convolution (2 there)."""
+    pad = (kernel34 - 2) // 2  # TF "same" padding at stride 2 on even sizes
+    encoder = nn.Sequential(
+        nn.Conv2d(channels, 32, 4, 2, 1),
+        nn.Conv2d(32, 32, 4, 2, 1),
+        nn.Conv2d(32, 64, kernel34, 2, pad),
+        nn.Conv2d(64, 64, kernel34, 2, pad),
+        nn.Linear(64 * 4 * 4, 256),
+    )
+    heads = nn.Sequential(nn.Linear(256, latent_dim), nn.Linear(256, latent_dim))
+    decoder = nn.Sequential(
+        nn.Linear(latent_dim, 256),
+        nn.Linear(256, 64 * 4 * 4),
+        nn.ConvTranspose2d(64, 64, 4, 2, 1),
+        nn.ConvTranspose2d(64, 32, 4, 2, 1),
+        nn.ConvTranspose2d(32, 32, 4, 2, 1),
+        nn.ConvTranspose2d(32, channels, 4, 2, 1),
+    )
+    return nn.ModuleDict({"encoder": encoder, "heads": heads, "decoder": decoder})
+
+
+def test_burgess_architecture_matches_disentanglement_lib_layer_for_layer():
+    ours = BetaVAE(
+        in_channels=1, image_size=64, latent_dim=10, architecture="burgess", hidden_channels=(32, 32, 64, 64)
+    )
+    ref = disentanglement_lib_nets(kernel34=4)  # the one stated difference: 4x4 kernels throughout (Burgess et al.)
+    x = torch.randn(2, 1, 64, 64)  # both kernels give the same 4x4 bottleneck
+    assert disentanglement_lib_nets()["encoder"][:4](x).shape == ours.encoder.convs(x).shape == (2, 64, 4, 4)
+    shapes = lambda m: [tuple(p.shape) for p in m.parameters()]  # noqa: E731
+    assert shapes(ours.encoder) == shapes(ref["encoder"])
+    assert shapes(ours.fc_mu) + shapes(ours.fc_logvar) == shapes(ref["heads"])
+    assert shapes(ours.decoder) == shapes(ref["decoder"])
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in ref.parameters()) == 764_245
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in ours.modules())
+    # ReLU after every layer but the decoder's last: its output is the logits / the linear image
+    assert isinstance(list(ours.decoder.modules())[-1], nn.ConvTranspose2d)
+    relus = sum(isinstance(m, nn.ReLU) for m in ours.modules())
+    assert relus == 5 + 2 + 3  # encoder convs + fc, decoder fcs, decoder convs but the last
+
+
+@pytest.mark.parametrize(("size", "hidden"), [(16, (8, 8)), (32, (16, 16, 32, 32)), (64, (16, 16, 32, 32))])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_burgess_model_forward_backward(size, hidden, channels):
+    torch.manual_seed(0)
+    model = BetaVAE(
+        in_channels=channels, image_size=size, latent_dim=4, architecture="burgess", hidden_channels=hidden,
+        likelihood="bce", reduction="sum", kld_weight=1.0,
+    )  # fmt: skip
+    x = model.normalize(torch.rand(3, channels, size, size))
+    assert model.encode(x).mean.shape == (3, 4) and model.reconstruct(x).shape == x.shape
+    assert model.sample(2).shape == (2, channels, size, size)
+    model.loss_parts({"image": x})["loss"].backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"architecture": "resnet"}, r"architecture must be one of \('study', 'burgess'\), got 'resnet'"),
+        ({"architecture": "burgess", "image_size": 40, "hidden_channels": (8, 8, 8, 8)}, "not divisible by 2\\*\\*4"),
+        ({"architecture": "burgess", "image_size": 32, "hidden_channels": (8, 0)}, "positive"),
+    ],
+)
+def test_burgess_architecture_fails_at_construction_with_a_reason(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BetaVAE(in_channels=1, **kwargs)

@@ -283,7 +283,8 @@ def test_l1_penalty_gives_more_near_zero_codes():
             codes = torch.cat([model.encode(b["image"]) for b in batches])
         return float((codes.abs() < 0.05).float().mean())
 
-    plain, sparse = near_zero_fraction(0.0), near_zero_fraction(0.01)
+    # 0.02: on dSprites-sized shapes (fewer lit pixels at 16 px) 0.01 left the margin at 0.30 +- 0.02
+    plain, sparse = near_zero_fraction(0.0), near_zero_fraction(0.02)
     assert sparse > plain + 0.3, (plain, sparse)
 
 

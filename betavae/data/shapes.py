@@ -7,16 +7,22 @@ are drawn from the dSprites grid (Matthey et al. 2017):
 factor         values                                    meaning
 =============  ========================================  =========================================
 shape          0 square, 1 ellipse, 2 heart
-scale          6 values in [0.5, 1]                      half-size = 0.18 · scale · image width
+scale          6 values in [0.5, 1]                      half-size = 0.15 · scale · image width
 orientation    40 values in [0, 2π)                      radians, counter-clockwise as displayed
-pos_x          32 values in [0, 1]                       0 = left, 1 = right (centre position)
-pos_y          32 values in [0, 1]                       0 = top, 1 = bottom (centre position)
+pos_x          32 values in [0, 1]                       centre at (0.25 + 0.5 · pos_x) · width
+pos_y          32 values in [0, 1]                       centre at (0.25 + 0.5 · pos_y) · height, down
 =============  ========================================  =========================================
 
-Centres are kept far enough from the border that no shape is cut at any scale or orientation.
-As in dSprites, orientation is ambiguous for symmetric shapes (a square repeats every π/2, an
-ellipse every π). Pixels hold the shape's coverage, estimated with ``supersample``² samples per
-pixel, so edges are anti-aliased and images change smoothly with every factor.
+The geometry follows dSprites' as measured from its images (the density plots and sample grid of
+google-deepmind/dsprites-dataset's ``dsprites_reloading_example.ipynb``; the generator itself is not
+public): centres span the middle half of the image, [16, 48] px at 64 px, about one pixel per position
+step; a scale-1 square is 0.3 of the width (19.2 px at 64 px). No shape is cut: the farthest point of
+any shape lies 0.15·√2 ≈ 0.21 of the width from its centre, inside the 0.25 margin. Differences from
+dSprites: the outlines are our own (a square; an ellipse with semi-axes 1 and 0.5 of the half-size,
+where dSprites' ellipse is somewhat longer than its square; a heart curve), pixels are anti-aliased
+coverage (``supersample``² samples per pixel) where dSprites' are binary, and our orientation 0 need not
+be dSprites'. As in dSprites, orientation is ambiguous for symmetric shapes (a square repeats every
+π/2, an ellipse every π).
 """
 
 from __future__ import annotations
@@ -41,8 +47,9 @@ FACTOR_VALUES: dict[str, torch.Tensor] = {
     "pos_x": torch.linspace(0.0, 1.0, 32, dtype=torch.float64),
     "pos_y": torch.linspace(0.0, 1.0, 32, dtype=torch.float64),
 }
-HALF_SIZE = 0.18  # half-size of a scale-1 shape, as a fraction of the image width
-MARGIN = HALF_SIZE * math.sqrt(2) + 0.04  # the farthest any shape reaches from its centre, plus a gap
+HALF_SIZE = 0.15  # half-size of a scale-1 shape, as a fraction of the image width (dSprites: 0.3 / 2)
+MARGIN = 0.25  # centres span [MARGIN, 1 - MARGIN] of the width and height, as in dSprites
+REACH = HALF_SIZE * math.sqrt(2)  # the farthest any shape reaches from its centre (< MARGIN: none is cut)
 HEART_FIT = 1.25  # the heart curve spans about [-1.14, 1.14] x [-1.0, 1.25]; this fits it in [-1, 1]
 
 
@@ -89,8 +96,8 @@ def render_shapes(factors: torch.Tensor, image_size: int = 64, supersample: int 
         raise ConfigError(f"supersample must be >= 1, got {supersample}")
     factors = factors.float()
     n, size = len(factors), image_size
-    # every shape lies within MARGIN of its centre: render only a window of that size around it
-    window = min(size, math.ceil(2 * MARGIN * size) + 2)
+    # every shape lies within REACH of its centre: render only a window of that size around it
+    window = min(size, math.ceil(2 * REACH * size) + 2)
     centres = MARGIN + factors[:, 3:5] * (1 - 2 * MARGIN)  # (N, 2) x, y in [0, 1], y down
     origins = (centres * size).floor().long().sub(window // 2).clamp(0, size - window)  # (N, 2) pixels
     offsets = (torch.arange(window * supersample, dtype=torch.float32) + 0.5) / supersample  # in pixels

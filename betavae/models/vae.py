@@ -12,10 +12,11 @@ from torch import nn
 from betavae.errors import ConfigError
 from betavae.models.base import AutoencoderModule, check_non_negative
 from betavae.models.posterior import DiagonalGaussian
-from betavae.nets import ConvDecoder, ConvEncoder
+from betavae.nets import BurgessDecoder, BurgessEncoder, ConvDecoder, ConvEncoder
 from betavae.runs import image_seeds
 
 STUDY_HIDDEN_CHANNELS = (32, 64, 128, 256, 512)
+ARCHITECTURES = {"study": (ConvEncoder, ConvDecoder), "burgess": (BurgessEncoder, BurgessDecoder)}
 
 
 def image_noise(batch: dict[str, Any], mean: torch.Tensor) -> torch.Tensor:
@@ -29,7 +30,7 @@ def image_noise(batch: dict[str, Any], mean: torch.Tensor) -> torch.Tensor:
 
 
 class VAE(AutoencoderModule):
-    """Gaussian VAE with the study's convolutional encoder and decoder.
+    """Gaussian VAE with the study's convolutional encoder and decoder (or Burgess et al.'s).
 
     Loss = recon + kld_weight · KL. ``recon`` is the reconstruction term chosen by ``likelihood`` and
     ``reduction`` (default: the mean squared error in normalized space averaged over every pixel,
@@ -41,8 +42,14 @@ class VAE(AutoencoderModule):
     Args:
         latent_dim: Size of the latent code (the study: 128).
         hidden_channels: Channels of the encoder blocks, one stride-2 block each; the decoder mirrors
-            them. The study: (32, 64, 128, 256, 512); its batik model: (32, 64, 128).
+            them. The study: (32, 64, 128, 256, 512); its batik model: (32, 64, 128); Burgess et al.:
+            (32, 32, 64, 64).
         kld_weight: Weight of the KL term (the study's ``kld_weight``, 0.0025).
+        architecture: ``"study"``: the study's network (``betavae.nets.ConvEncoder`` / ``ConvDecoder``:
+            k3 convolutions with batch normalization). ``"burgess"``: Burgess et al. 2018 /
+            disentanglement_lib's (``betavae.nets.BurgessEncoder`` / ``BurgessDecoder``: k4 convolutions,
+            ReLU, a 256-unit dense layer, no batch normalization), the usual network of
+            disentanglement benchmarks.
         condition_size: Extra input channels of the encoder and extra inputs of the decoder: 0 for an
             unconditional VAE; ``ConditionalVAE`` passes its number of classes.
         **kwargs: ``AutoencoderModule`` arguments (image shape, normalization, optimizer, likelihood).
@@ -53,21 +60,25 @@ class VAE(AutoencoderModule):
         latent_dim: int = 128,
         hidden_channels: Sequence[int] = STUDY_HIDDEN_CHANNELS,
         kld_weight: float = 0.0025,
+        architecture: Literal["study", "burgess"] = "study",
         condition_size: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if latent_dim < 1:
             raise ConfigError(f"latent_dim must be a positive integer, got {latent_dim}")
+        if architecture not in ARCHITECTURES:
+            raise ConfigError(f"architecture must be one of {tuple(ARCHITECTURES)}, got {architecture!r}")
         if condition_size < 0:
             raise ConfigError(f"condition_size must be >= 0, got {condition_size}")
         check_non_negative(kld_weight=kld_weight)
         self.latent_dim = latent_dim
         cond = condition_size
-        self.encoder = ConvEncoder(self.in_channels + cond, self.image_size, hidden_channels)
+        encoder, decoder = ARCHITECTURES[architecture]
+        self.encoder = encoder(self.in_channels + cond, self.image_size, hidden_channels)
         self.fc_mu = nn.Linear(self.encoder.out_features, latent_dim)
         self.fc_logvar = nn.Linear(self.encoder.out_features, latent_dim)
-        self.decoder = ConvDecoder(latent_dim + cond, self.in_channels, self.image_size, hidden_channels)
+        self.decoder = decoder(latent_dim + cond, self.in_channels, self.image_size, hidden_channels)
 
     # ----------------------------------------------------------------- public API
     def encode(self, x: torch.Tensor, label: torch.Tensor | None = None) -> DiagonalGaussian:
