@@ -168,9 +168,15 @@ def _all_gather_padded(
     if len(codes):
         padded_codes[: len(codes)] = codes.to(device)
         padded_rows[: len(rows)] = rows.to(device)
-    all_codes = trainer.strategy.all_gather(padded_codes).cpu()  # (W, m, D)
-    all_rows = trainer.strategy.all_gather(padded_rows).cpu()  # (W, m, K + 1)
+    all_codes = _stacked(trainer.strategy.all_gather(padded_codes), padded_codes).cpu()  # (W, m, D)
+    all_rows = _stacked(trainer.strategy.all_gather(padded_rows), padded_rows).cpu()  # (W, m, K + 1)
     return counts, all_codes, all_rows
+
+
+def _stacked(gathered: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+    """``all_gather``'s result with the ranks in front: a strategy that does not distribute returns the
+    local tensor itself, which is then the one rank."""
+    return gathered.unsqueeze(0) if gathered.dim() == local.dim() else gathered
 
 
 def ground_truth_of(datamodule: Any) -> tuple[str | None, Sequence[str] | None]:
