@@ -357,3 +357,20 @@ def test_report_logs_its_table_and_charts_to_an_offline_wandb_run(tmp_path, monk
     assert folder.parent == tmp_path / "report" / "wandb" and folder.name.startswith("offline-run-")
     stored = (folder / f"run-{folder.name.split('-')[-1]}.wandb").read_bytes()
     assert b"report/results" in stored and b"report/mig_vs_beta" in stored and b"report/tradeoff" in stored
+
+
+def test_report_reads_the_metrics_of_a_training_log(tmp_path):
+    run = tmp_path / "runs" / "quickstart" / "version_0"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(
+        "model:\n  class_path: betavae.models.BetaVAE\n  init_args:\n    beta: 4.0\n"
+        "data:\n  class_path: betavae.data.ShapesDataModule\n  init_args: {}\n"
+    )
+    (run / "metrics.csv").write_text(
+        "epoch,step,val/psnr,val/ssim,val/mig,val/betavae_score\n0,10,20.0,0.5,,\n1,20,21.0,0.6,0.25,0.7\n2,30,22.0,0.7,,\n"
+    )
+    (run / "disentanglement.jsonl").write_text(json.dumps({"preset": {"name": "fast"}, "seed": 0, "basis": "grid"}))
+    (found,) = collect([tmp_path / "runs"])
+    assert found["psnr"] == 22.0 and found["mig"] == 0.25 and found["betavae_score"] == 0.7 and found["sap"] is None
+    assert found["model"] == "BetaVAE" and found["disentanglement_preset"] == {"name": "fast"}
+    assert "| quickstart/version_0 |" in markdown_table([found])
