@@ -53,8 +53,8 @@ class BetaVAETrainer(Trainer):
             weights_only: As for fit: ``None``/``True`` loads only tensors; ``False`` unpickles anything
                 (trusted files only).
             disentanglement_preset: Sample sizes of the disentanglement metrics: ``default`` (disentanglement_lib's,
-                the protocol's numbers; slow on a CPU: over an hour on 64×64 shapes, most of it the BetaVAE and
-                FactorVAE scores), ``fast`` (about a twentieth), ``none`` (skip them), or the sizes of a
+                the protocol's numbers; slow on a CPU: about 2 hours on 64×64 shapes, most of it the BetaVAE and
+                FactorVAE scores), ``fast`` (about a tenth), ``none`` (skip them), or the sizes of a
                 ``betavae.disentanglement.Preset``.
         """
         fid = self._callback(FID)

@@ -125,10 +125,11 @@ class DisentanglementMetrics(Callback):
     and ``normalize`` get one warning and no metrics; a failure of the metrics (e.g. too few validation
     images for an attribute) is one warning, and training goes on.
 
-    Cost: the full fast preset on the quickstart model (64×64 shapes) renders and encodes ~245,000
-    images (the BetaVAE and FactorVAE scores draw most of them), about 13 minutes of CPU time on 2
-    cores; the sample-based metrics alone (``interventions: false``) about half a minute. Hence off by
-    default; on a GPU it takes seconds plus DCI's CPU-bound trees.
+    Cost: the fast preset on the quickstart model (64×64 shapes) renders and encodes ~245,000 images
+    (the BetaVAE and FactorVAE scores draw all but 3,000 of them, ~2.2 ms of CPU each): 568 s of CPU
+    time on 2 cores, as long as the quickstart's whole training; the sample-based metrics alone
+    (``interventions: false``) about 40 s. Hence off by default; on a GPU the images take seconds and
+    DCI's trees (CPU, ~20 s at the fast preset) dominate.
 
     Args:
         every_n_epochs: Period in validation epochs (also after the last epoch, and every ``validate``);

@@ -3,9 +3,10 @@
 The same computation as the ``DisentanglementMetrics`` callback (``betavae.callbacks.disentanglement``):
 on factor data all nine metrics on the factor grid, on attribute or label data the seven sample-based
 ones on the validation split; by default at disentanglement_lib's sample sizes (``preset="default"``),
-the protocol's numbers. Their cost on 2 CPU cores: DCI's gradient-boosted trees ~350 s of CPU at the
-default sizes, and the BetaVAE and FactorVAE scores render and encode ~1.5 million images at 64×64
-(see the README for the measured times); ``preset="fast"`` takes about a twentieth.
+the protocol's numbers. Their cost on 2 CPU cores: DCI's gradient-boosted trees ~350 s of CPU, and on
+factor data the BetaVAE and FactorVAE scores render and encode ~2.9 million images (~2.2 ms of CPU each
+at 64×64 for the quickstart model: about 2 hours); ``preset="fast"`` renders ~245,000 (568 s of CPU
+for the quickstart model). Attribute data needs no rendering: the validation codes, then the metrics.
 """
 
 from __future__ import annotations
