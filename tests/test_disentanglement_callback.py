@@ -279,3 +279,14 @@ def test_a_conditional_model_is_scored_on_the_validation_images_with_their_label
     scores = logged(trainer)
     assert set(SAMPLE_KEYS) <= set(scores) and "betavae_score" not in scores
     assert callback.last["basis"] == "dsprites validation split, 5 factors" and callback.last["n"] == 54
+
+
+def test_bad_settings_are_config_errors():
+    from betavae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="every_n_epochs must be >= 1"):
+        DisentanglementMetrics(every_n_epochs=0)
+    with pytest.raises(ValueError, match="preset must be 'default', 'fast' or a Preset"):
+        DisentanglementMetrics(preset="slow")
+    with pytest.raises(ConfigError, match="label_images must be at least 2"):
+        LatentTraversal(label_images=1)

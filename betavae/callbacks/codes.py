@@ -29,6 +29,7 @@ import torch
 
 from betavae.data.ground_truth import ground_truth_kind, observed_factors
 from betavae.disentanglement import dimension_attributes
+from betavae.errors import ConfigError
 from betavae.model_api import with_label
 
 
@@ -78,7 +79,7 @@ class ValidationCodes:
 
     def __init__(self, max_images: int | None = 5000) -> None:
         if max_images is not None and max_images < 2:
-            raise ValueError(f"max_images must be at least 2, or None (all), got {max_images}")
+            raise ConfigError(f"max_images must be at least 2, or None (all), got {max_images}")
         self.max_images = max_images
         self.names: tuple[str, ...] = ()
         self._limit = max_images if max_images is not None else math.inf

@@ -37,6 +37,7 @@ from betavae.disentanglement import (
     model_representation,
     sample_codes,
 )
+from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating, needs_label
 from betavae.runs import datamodule_label, trainer_run_dir
 
@@ -150,7 +151,7 @@ class DisentanglementMetrics(Callback):
         n_jobs: int | None = None,
     ) -> None:
         if every_n_epochs is not None and every_n_epochs < 1:
-            raise ValueError(f"every_n_epochs must be >= 1 or None (never), got {every_n_epochs}")
+            raise ConfigError(f"every_n_epochs must be >= 1 or None (never), got {every_n_epochs}")
         p = Preset.named(preset)  # checks the name
         self.every_n_epochs = every_n_epochs
         self.preset = preset

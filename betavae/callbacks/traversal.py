@@ -15,6 +15,7 @@ from torch import nn
 from betavae.callbacks._common import due
 from betavae.callbacks._output import log_histogram, log_image
 from betavae.callbacks.codes import ValidationCodes, dimension_captions, ground_truth_of
+from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating, with_label
 from betavae.plotting import load_png, save_gif, traversal_figure, traversal_frames
 from betavae.runs import trainer_run_dir
@@ -210,7 +211,7 @@ class LatentTraversal(Callback):
         label_images: int | None = 5000,
     ) -> None:
         if label_images is not None and label_images < 2:
-            raise ValueError(f"label_images must be at least 2, or None (no labels); got {label_images}")
+            raise ConfigError(f"label_images must be at least 2, or None (no labels); got {label_images}")
         if every_n_epochs < 1 or top_k < 1 or reference_index < 0:
             raise ValueError(
                 f"need every_n_epochs >= 1, top_k >= 1, reference_index >= 0; got {every_n_epochs}, {top_k}, "

@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from betavae.callbacks.codes import ValidationCodes, batch_codes, ground_truth_of
 from betavae.callbacks.disentanglement import grid_scores, observed_scores, preset_sizes, scored_on_grid
 from betavae.disentanglement import ALL_KEYS, Preset
+from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating
 
 PRESETS = ("default", "fast", "none")
@@ -69,7 +70,7 @@ def score_disentanglement(
         metrics), ``_dropped`` (ground-truth columns with a single value), ``_note`` (why there are none).
     """
     if not isinstance(preset, Preset) and preset not in PRESETS:
-        raise ValueError(f"disentanglement_preset must be one of {', '.join(PRESETS)}; got {preset!r}")
+        raise ConfigError(f"disentanglement_preset must be one of {', '.join(PRESETS)}; got {preset!r}")
     out: dict[str, Any] = {key: None for key in ALL_KEYS}
     out.update(
         disentanglement_preset=preset_sizes(preset) if preset != "none" else None,
