@@ -10,8 +10,10 @@ Beyond LightningCLI itself:
   ``trainer/ddp_4gpu.yaml``), looked up in ``./configs`` and in the configs shipped with the package.
 - Every run gets the forced callbacks ``checkpoint`` (``last.ckpt`` and the best by ``val/loss``),
   ``grids`` (reconstruction and sample grids), ``curves`` (loss curves), ``metrics`` (``val/psnr``,
-  ``val/ssim``), ``traversal`` (latent traversals) and ``fid`` (``val/fid``, ``val/kid``; off unless
-  ``fid.every_n_epochs`` is set); each is configurable under its key, e.g. ``--checkpoint.save_top_k 3``.
+  ``val/ssim``), ``traversal`` (latent traversals), ``fid`` (``val/fid``, ``val/kid``; off unless
+  ``fid.every_n_epochs`` is set) and ``disentanglement`` (``val/mig``, ``val/sap``, ...; off unless
+  ``disentanglement.every_n_epochs`` is set); each is configurable under its key, e.g.
+  ``--checkpoint.save_top_k 3``.
 - ``fit --ckpt_path last`` resumes from the newest ``last*.ckpt`` of the experiment, in any of its
   version folders, not only the new run's own (empty) folder.
 - W&B runs get the same comparison keys (dataset, variant, β, kld_weight, latent size), a group per
@@ -39,7 +41,14 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from betavae.callbacks import FID, ImageGrids, LatentTraversal, LossCurves, ReconstructionMetrics
+from betavae.callbacks import (
+    FID,
+    DisentanglementMetrics,
+    ImageGrids,
+    LatentTraversal,
+    LossCurves,
+    ReconstructionMetrics,
+)
 from betavae.checkpoints import (
     AtomicCheckpointIO,
     RunCheckpoint,
@@ -198,6 +207,7 @@ class BetaVAECLI(LightningCLI):
         parser.add_lightning_class_args(ReconstructionMetrics, "metrics")
         parser.add_lightning_class_args(LatentTraversal, "traversal")
         parser.add_lightning_class_args(FID, "fid")
+        parser.add_lightning_class_args(DisentanglementMetrics, "disentanglement")
         parser.add_lightning_class_args(RichProgressBar, "progress_bar")
         parser.set_defaults({"trainer.default_root_dir": "runs"})
 
@@ -266,14 +276,23 @@ def report_command(args: list[str]) -> None:
     """``report RUN_DIR... [--output_dir DIR]``: one table across runs (see ``betavae.evaluation.report``)."""
     parser = ArgumentParser(
         prog="betavae report",
-        description="One table across runs (datasets × β): results.md, results.csv and a bar chart PNG per metric "
-        "(SSIM, PSNR, FID). Each run contributes what `evaluate` wrote into its evaluation/ folder, or else the "
-        "last validation scores of its training log.",
+        description="One table across runs (datasets × models × β), each row naming its run and model: results.md, "
+        "results.csv, study_tables.md, a bar chart PNG per metric (SSIM, PSNR, FID), each disentanglement metric "
+        "against β (<metric>_vs_beta.png) and the trade-off PSNR against MIG (tradeoff_psnr_mig.png). Each run "
+        "contributes what `evaluate` wrote into its evaluation/ folder, or else the last validation scores of its "
+        "training log.",
     )
     parser.add_argument("run_dirs", nargs="+", type=str, help="Run folders (or experiment folders of version_*).")
     parser.add_argument("--output_dir", type=str, default="report", help="Where the report goes.")
+    parser.add_argument(
+        "--wandb",
+        type=bool,
+        default=False,
+        help="Also log the table and the charts to a W&B run of their own (offline when WANDB_MODE=offline).",
+    )
+    parser.add_argument("--wandb_project", type=str, default="betavae", help="The W&B project of that run.")
     config = parser.parse_args(args)
-    report(config.run_dirs, config.output_dir)
+    report(config.run_dirs, config.output_dir, wandb=config.wandb, wandb_project=config.wandb_project)
 
 
 def prefetch_command(args: list[str]) -> None:

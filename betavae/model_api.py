@@ -77,6 +77,13 @@ def takes_label(fn: Any) -> bool:
     return any(p.name == "label" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
+def needs_label(module: Any) -> bool:
+    """Whether ``module`` is conditional: it encodes and decodes with a class label (``num_classes`` among its
+    hyperparameters, like ``ConditionalVAE``), so images without labels cannot be encoded by it."""
+    hparams = getattr(module, "hparams", None) or {}
+    return bool(hparams.get("num_classes"))
+
+
 def with_label(fn: Any, *args: Any, label: torch.Tensor | None = None) -> Any:
     """``fn(*args)``, with ``label=label`` added when there is a label and ``fn`` takes one, so that
     conditional models get the batch's class labels and unconditional ones are called as before."""

@@ -1,4 +1,5 @@
-"""Figures shared by callbacks and commands: grids, loss curves, traversals, GIFs, bar charts (matplotlib, Agg)."""
+"""Figures shared by callbacks and commands: grids, loss curves, traversals, GIFs, bar, line and scatter charts
+(matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -199,6 +200,77 @@ def bar_chart(
     if series:
         ax.legend(fontsize=8)  # also for one series: it names the β
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def line_chart(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    path: str | Path,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    log_x: bool = False,
+) -> Path:
+    """One line per series through its (x, y) points: every point drawn, the line through the mean y at
+    each x (several runs at one β), in increasing x."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for name, points in series.items():
+        if not points:
+            continue
+        xs, ys = zip(*points, strict=True)
+        line = ax.plot(sorted(set(xs)), [_mean_at(points, x) for x in sorted(set(xs))], "-", label=name)[0]
+        ax.plot(xs, ys, "o", color=line.get_color(), markersize=4)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if series:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _mean_at(points: Sequence[tuple[float, float]], x: float) -> float:
+    ys = [py for px, py in points if px == x]
+    return sum(ys) / len(ys)
+
+
+def labelled_scatter(
+    points: Sequence[tuple[float, float, str, str]],
+    path: str | Path,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+) -> Path:
+    """Points (x, y, label, group): each point annotated with its label, coloured by its group (legend)."""
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    groups = list(dict.fromkeys(group for *_, group in points))
+    for group in groups:
+        mine = [(x, y, label) for x, y, label, g in points if g == group]
+        xs, ys, labels = zip(*mine, strict=True)
+        ax.scatter(xs, ys, label=group, s=24)
+        for x, y, label in mine:
+            ax.annotate(label, (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.margins(x=0.25, y=0.15)  # room for the labels right of the points
+    if title:
+        ax.set_title(title)
+    if len(groups) > 1:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

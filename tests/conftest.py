@@ -201,3 +201,21 @@ def write_shapes3d(
                 chunks = (min(7, len(array)), *array.shape[1:]) if array.ndim == 4 else True
                 f.create_dataset(key, data=array, compression="gzip", chunks=chunks)
     return path
+
+
+def write_celeba(root: Path, count: int = 96, seed: int = 0) -> Path:
+    """A CelebA layout (``img_align_celeba/000001.jpg …`` and ``list_attr_celeba.txt``) with 3 attributes:
+    ``Bright`` (the image is bright: gray 200 instead of 40, plus noise), ``Male`` (every third image) and
+    ``Smiling`` (seeded coin flips); returns ``root``."""
+    rng = np.random.default_rng(seed)
+    folder = root / "img_align_celeba"
+    folder.mkdir(parents=True, exist_ok=True)
+    table = np.stack([np.arange(count) % 2, np.arange(count) % 3 == 0, rng.integers(0, 2, count)], axis=1)
+    for i, (bright, _, _) in enumerate(table):
+        pixels = np.clip((200 if bright else 40) + rng.normal(0, 10, (70, 60, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels, "RGB").save(folder / f"{i + 1:06d}.jpg")
+    rows = "".join(
+        f"{i + 1:06d}.jpg " + " ".join("1" if v else "-1" for v in row) + "\n" for i, row in enumerate(table)
+    )
+    (root / "list_attr_celeba.txt").write_text(f"{count}\nBright Male Smiling\n{rows}")
+    return root

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -172,5 +173,7 @@ def test_traverse_command_writes_the_figure_for_chosen_dimensions(tmp_path, monk
     assert (out / "traversal_last_photo_dims-2-0.gif").is_file()
     record = (out / "traversal_last_photo_dims-2-0.json").read_text()
     assert '"dims": [\n    2,\n    0\n  ]' in record
+    captions = json.loads(record)["captions"]  # shapes have factors: what each dimension predicts best
+    assert set(captions) == {"0", "1", "2", "3"} and all(" (MI " in c or " (AUC " in c for c in captions.values())
     with pytest.raises(ValueError, match="latent size is 4"):
         BetaVAECLI(args=["traverse", f"--ckpt_path={ckpt}", "--dims", "7"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from torch import nn
 
 from betavae.callbacks._common import due
 from betavae.callbacks._output import log_histogram, log_image
+from betavae.callbacks.codes import ValidationCodes, dimension_captions, ground_truth_of
 from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating, with_label
 from betavae.plotting import load_png, save_gif, traversal_figure, traversal_frames
@@ -45,16 +46,25 @@ def posterior_of(model: nn.Module, x: torch.Tensor, label: torch.Tensor | None =
     return posterior
 
 
-def mean_kl_per_dim(model: nn.Module, batches: Iterable[torch.Tensor | dict[str, Any]]) -> torch.Tensor:
+def mean_kl_per_dim(
+    model: nn.Module,
+    batches: Iterable[torch.Tensor | dict[str, Any]],
+    codes: ValidationCodes | None = None,
+    datamodule: Any = None,
+) -> torch.Tensor:
     """Mean KL(q(z_d | x) ‖ N(0, 1)) of each latent dimension, (D,) in nats, over batches of normalized
-    images (B, C, H, W), or batch dicts with ``"image"`` and optional ``"label"``."""
+    images (B, C, H, W), or batch dicts with ``"image"`` and optional ``"label"``. With ``codes``, μ and
+    the ground truth of the batches (dicts) of ``datamodule`` are also collected there."""
     total, count = None, 0
     device = next(model.parameters()).device
     with evaluating(model):
         for batch in batches:
             x, label = (batch["image"], batch.get("label")) if isinstance(batch, dict) else (batch, None)
             label = label.to(device) if isinstance(label, torch.Tensor) else None
-            kl = posterior_of(model, x.to(device), label).kl_per_dim()  # (B, D)
+            posterior = posterior_of(model, x.to(device), label)
+            kl = posterior.kl_per_dim()  # (B, D)
+            if codes is not None and isinstance(batch, dict):
+                codes.add(posterior.mean, batch, datamodule)
             total = kl.sum(dim=0) if total is None else total + kl.sum(dim=0)
             count += kl.shape[0]
     if total is None:
@@ -101,6 +111,16 @@ def traverse_latents(
     return images.reshape(len(dims), len(values), *images.shape[1:])
 
 
+def row_label(dim: int, kl: torch.Tensor | None = None, caption: str | None = None) -> str:
+    """A traversal row's label: ``z3``, its mean KL and what it stands for, ``z3 · KL 2.10 · pos_x ↑ (MI 0.78)``."""
+    parts = [f"z{dim}"]
+    if kl is not None:
+        parts.append(f"KL {float(kl[dim]):.2f}")
+    if caption:
+        parts.append(caption)
+    return " · ".join(parts)
+
+
 def render_traversal(
     model: nn.Module,
     reference: torch.Tensor,
@@ -112,10 +132,13 @@ def render_traversal(
     gif: bool = True,
     title: str | None = None,
     label: torch.Tensor | None = None,
+    captions: Mapping[int, str] | None = None,
 ) -> dict[str, Any]:
     """The traversal figure for one normalized reference image (C, H, W): a panel for its μ and one for
-    z = 0, a row per dimension (labelled with its index and mean KL), a column per value. A conditional
-    model encodes and decodes everything with the reference's class ``label``.
+    z = 0, a row per dimension, a column per value. A row is labelled with its index, its mean KL and,
+    from ``captions`` (``dimension_captions``), what the dimension predicts best, e.g.
+    ``z3 · KL 2.10 · pos_x ↑ (MI 0.78)``. A conditional model encodes and decodes everything with the
+    reference's class ``label``.
 
     Writes ``path`` (PNG) and, with ``gif``, the animated sweep next to it (``.gif``). Returns the panels
     (name → (k, S, C, H, W) images), the figure as an image tensor (3, H, W) and the written paths.
@@ -130,7 +153,7 @@ def render_traversal(
         "from μ of the reference": traverse_latents(model, mu, dims, values, relative, label),
         "from z = 0": traverse_latents(model, torch.zeros_like(mu), dims, values, relative, label),
     }
-    labels = [f"z{d}" + (f"  KL {float(kl[d]):.2f}" if kl is not None else "") for d in dims]
+    labels = [row_label(d, kl, (captions or {}).get(d)) for d in dims]
     path = Path(path)
     pixels = torch.stack([model.to_pixels(x)[0], recon])  # input over its reconstruction
     xlabel = "shift of the dimension" if relative else "value of the dimension"
@@ -148,7 +171,9 @@ class LatentTraversal(Callback):
     z = 0, each chosen latent dimension is swept over ``linspace(-span, span, steps)`` with the others
     fixed and decoded. The dimensions are ``dims`` if given, else the ``top_k`` with the largest mean
     KL(q(z_d | x) ‖ N(0, 1)) on that epoch's validation data, so inactive dimensions (KL ≈ 0, they
-    decode to the same image) are left out; each row is labelled with its index and KL.
+    decode to the same image) are left out; each row is labelled with its index and KL and, on data with
+    ground truth, with the factor or attribute its dimension predicts best and how well
+    (``z17 · KL 3.20 · Male ↑ (AUC 0.91)``, ``z3 · KL 2.10 · pos_x ↑ (MI 0.78)``; see ``label_images``).
 
     On rank zero it appends the mean KL of every dimension to ``kl_per_dim.csv`` (shown on W&B /
     TensorBoard as the histogram ``val/kl_per_dim``) and writes ``images/traversal_epoch=EEE.png`` (and
@@ -167,6 +192,10 @@ class LatentTraversal(Callback):
             then the reference's own reconstruction).
         reference_index: Which image of the first validation batch is the reference.
         gif: Also write the animated GIF.
+        label_images: On data with ground truth (factors, attributes, class labels), label each row with
+            what its dimension predicts best (``betavae.disentanglement.dimension_attributes``), from μ
+            and the ground truth of at most this many validation images (gathered from every process);
+            ``None``: no such labels.
     """
 
     def __init__(
@@ -179,7 +208,10 @@ class LatentTraversal(Callback):
         relative: bool = False,
         reference_index: int = 0,
         gif: bool = True,
+        label_images: int | None = 5000,
     ) -> None:
+        if label_images is not None and label_images < 2:
+            raise ConfigError(f"label_images must be at least 2, or None (no labels); got {label_images}")
         if every_n_epochs < 1 or top_k < 1 or reference_index < 0:
             raise ConfigError(
                 f"need every_n_epochs >= 1, top_k >= 1, reference_index >= 0; got {every_n_epochs}, {top_k}, "
@@ -196,6 +228,10 @@ class LatentTraversal(Callback):
         self.relative = relative
         self.reference_index = reference_index
         self.gif = gif
+        self.label_images = label_images
+        self.codes = ValidationCodes(label_images) if label_images is not None else None
+        self.labelled = False  # whether this run's data has ground truth to label rows with
+        self.last_captions: dict[int, str] = {}  # what the last figure's rows were labelled with
         self.disabled: str | None = None
         self.reference: torch.Tensor | None = None  # (C, H, W), normalized
         self.reference_label: torch.Tensor | None = None  # its class, for conditional models
@@ -209,6 +245,7 @@ class LatentTraversal(Callback):
         self._run_dir = trainer_run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
         problem = api_problem(pl_module, encode=1, decode=1, to_pixels=1)
         self._disable(problem)
+        self.labelled = self.codes is not None and ground_truth_of(trainer.datamodule)[0] is not None
 
     def _record_kl(self, trainer: L.Trainer, kl: torch.Tensor) -> None:
         """Append the mean KL per dimension to ``kl_per_dim.csv`` (epoch, step, one column per dimension)
@@ -225,6 +262,17 @@ class LatentTraversal(Callback):
             f.write("\n")
         log_histogram(trainer, "val/kl_per_dim", kl)
 
+    def _captions(self, trainer: L.Trainer, observed: tuple[Any, Any] | None) -> dict[int, str]:
+        """What each dimension predicts best, from the gathered validation codes; ``{}`` (one warning) when
+        that cannot be computed."""
+        if observed is None:
+            return {}
+        try:
+            return dimension_captions(*observed, self.codes.names, trainer.datamodule)
+        except ValueError as err:
+            rank_zero_warn(f"LatentTraversal: rows without attribute labels at epoch {trainer.current_epoch}: {err}")
+            return {}
+
     def _disable(self, problem: str | None) -> None:
         if problem and problem != self.disabled:
             rank_zero_warn(f"LatentTraversal: {problem}; no traversals this run.")
@@ -235,6 +283,8 @@ class LatentTraversal(Callback):
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._kl_sum, self._count = None, 0
+        if self.labelled:
+            self.codes.reset(trainer)
 
     def on_validation_batch_end(
         self,
@@ -255,10 +305,13 @@ class LatentTraversal(Callback):
             self.reference_label = labels[i].detach().cpu() if labels is not None else None
         with evaluating(pl_module):
             try:
-                kl = posterior_of(pl_module, x, labels).kl_per_dim().sum(dim=0)  # (D,)
+                posterior = posterior_of(pl_module, x, labels)
             except TypeError as err:
                 self._disable(str(err))
                 return
+            kl = posterior.kl_per_dim().sum(dim=0)  # (D,)
+        if self.labelled:
+            self.codes.add(posterior.mean, batch, trainer.datamodule)  # μ (B, D) and the batch's ground truth
         self._kl_sum = kl if self._kl_sum is None else self._kl_sum + kl
         self._count += x.shape[0]
 
@@ -267,12 +320,14 @@ class LatentTraversal(Callback):
             return
         total = trainer.strategy.reduce(self._kl_sum, reduce_op="sum")  # every process's images
         count = trainer.strategy.reduce(torch.tensor(float(self._count), device=total.device), reduce_op="sum")
+        observed = self.codes.gather(trainer) if self.labelled else None  # a collective: every rank
         if not trainer.is_global_zero or self.reference is None:
             return
         kl = (total / count).cpu()
         self._record_kl(trainer, kl)
         dims = check_dims(self.dims, kl.numel()) if self.dims is not None else top_dims(kl, self.top_k)
         self.last_dims, self.last_kl = dims, kl
+        self.last_captions = self._captions(trainer, observed)
         epoch = trainer.current_epoch
         out = render_traversal(
             pl_module,
@@ -285,5 +340,6 @@ class LatentTraversal(Callback):
             gif=self.gif,
             title=f"{type(pl_module).__name__}, epoch {epoch}",
             label=self.reference_label,
+            captions=self.last_captions,
         )
         log_image(trainer, "val/traversal", out["figure"], caption=f"epoch {epoch}, dims {dims}")

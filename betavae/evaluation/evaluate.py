@@ -1,8 +1,10 @@
-"""``evaluate``: a checkpoint's row of the study's table: mean SSIM and PSNR, and FID of prior samples.
+"""``evaluate``: a checkpoint's row of the study's table: mean SSIM and PSNR, FID of prior samples, and
+the disentanglement metrics where the data has ground truth.
 
 Reconstructions are scored exactly as ``ReconstructionMetrics`` scores them during training (from μ,
 in [0, 1], data range 1), on the validation split or on a folder of images the model never saw;
-FID/KID as the ``FID`` callback does, with its settings, against the validation split.
+FID/KID as the ``FID`` callback does, with its settings, against the validation split; the
+disentanglement metrics as the ``DisentanglementMetrics`` callback does (``betavae.evaluation.disentanglement``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +23,11 @@ from betavae.callbacks.fid import FID
 from betavae.callbacks.metrics import reconstruction_metrics
 from betavae.checkpoints import check_fits, load_checkpoint
 from betavae.errors import ConfigError
+from betavae.evaluation.disentanglement import timed_disentanglement
+from betavae.evaluation.tables import markdown_table
 from betavae.model_api import evaluating, with_label
 from betavae.runs import datamodule_label, run_dir_of
 
-# (header, key) of the study's table (dataset, β, SSIM, PSNR dB, FID) and what each number rests on
-TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("dataset", "dataset"),
-    ("β", "beta"),
-    ("SSIM", "ssim"),
-    ("PSNR (dB)", "psnr"),
-    ("FID", "fid"),
-    ("n", "n"),
-    ("evaluated on", "evaluated_on"),
-    ("FID samples / reference", "fid_basis"),
-)
 METRIC_NOTE = (
     "images in [0, 1] (model.to_pixels), data range 1; reconstructions decode μ; PSNR: mean over images of "
     "each image's PSNR; SSIM: Gaussian window σ 1.5 (11×11), mean over each image's valid region, then over "
@@ -113,6 +106,7 @@ def evaluate_checkpoint(
     device: torch.device | str = "cpu",
     output_dir: str | Path | None = None,
     weights_only: bool = True,
+    disentanglement: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score a checkpoint and write ``<output_dir>/<checkpoint>[__<folder>].json`` and ``.md``.
 
@@ -127,10 +121,16 @@ def evaluate_checkpoint(
         device: Where to run.
         output_dir: Where the files go; ``None``: ``evaluation/`` in the checkpoint's run folder.
         weights_only: Passed to ``torch.load`` (see ``load_weights``).
+        disentanglement: Arguments of ``score_disentanglement`` (``preset``, ``seed``, ``interventions``,
+            ``n_jobs``); ``None``: the default preset, seed 0. They run on the data module whatever
+            ``images`` says: its factor grid, or its validation split's attributes.
 
     Returns:
-        The JSON record: dataset, β, ``ssim``, ``psnr``, ``n``, ``fid``, ``kid``, their sample counts and
-        reference, the checkpoint's epoch and step, timings, and the Markdown row (``markdown``).
+        The JSON record: dataset, model, β, ``ssim``, ``psnr``, ``n``, ``fid``, ``kid``, their sample counts
+        and reference, the disentanglement metrics (``mig``, ``sap``, ``dci_*``, ``factorvae_score``,
+        ``betavae_score``, ``modularity``, ``explicitness``; ``None`` without ground truth) with their
+        preset, seed and basis, the checkpoint's epoch and step, its run, timings (wall seconds, and the
+        disentanglement metrics' CPU seconds), and the Markdown row (``markdown``).
     """
     fid = fid if fid is not None else FID()
     info = load_weights(model, ckpt_path, weights_only)
@@ -148,6 +148,10 @@ def evaluate_checkpoint(
     recon_seconds = time.perf_counter() - start
     start = time.perf_counter()
     samples = score_samples(model, fid, validation_batches(datamodule))
+    fid_seconds = time.perf_counter() - start
+    scores, dis_seconds, dis_cpu = timed_disentanglement(
+        model, datamodule, validation_batches(datamodule), **(disentanglement or {})
+    )
     dataset = datamodule_label(datamodule)
     result: dict[str, Any] = {
         "dataset": dataset,
@@ -156,6 +160,7 @@ def evaluate_checkpoint(
         "model": type(model).__name__,
         "latent_dim": getattr(model, "latent_dim", None),
         "checkpoint": str(Path(ckpt_path).expanduser().resolve()),
+        "run": str(run_dir_of(ckpt_path)),
         **info,
         "evaluated_on": evaluated_on,
         "images": str(Path(images).expanduser().resolve()) if images is not None else None,
@@ -171,7 +176,13 @@ def evaluate_checkpoint(
         "fid_reference": f"{dataset} validation split" if "fid" in samples else None,
         "fid_feature_extractor": samples.get("feature_extractor"),
         "fid_note": samples.get("fid_note"),
-        "seconds": {"reconstructions": round(recon_seconds, 2), "fid": round(time.perf_counter() - start, 2)},
+        **scores,
+        "seconds": {
+            "reconstructions": round(recon_seconds, 2),
+            "fid": round(fid_seconds, 2),
+            "disentanglement": round(dis_seconds, 2),
+            "disentanglement_cpu": round(dis_cpu, 2),
+        },
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
     }
     result["markdown"] = markdown_table([result])
@@ -182,43 +193,3 @@ def evaluate_checkpoint(
     (out / f"{stem}.md").write_text(result["markdown"] + "\n")
     result["files"] = [str(out / f"{stem}.json"), str(out / f"{stem}.md")]
     return result
-
-
-def _fmt(value: Any, digits: int) -> str:
-    if value is None or value == "":
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def table_cells(result: Mapping[str, Any]) -> dict[str, str]:
-    """One result's cells of the study's table, formatted (SSIM 3 decimals, PSNR and FID 2, β as given)."""
-    beta = result.get("beta")
-    basis = (
-        f"{result['fid_num_samples']} / {result.get('fid_reference') or '?'} (n={result.get('fid_num_real')})"
-        if result.get("fid_num_samples")
-        else "—"
-    )
-    return {
-        "dataset": _fmt(result.get("dataset"), 0),
-        "beta": f"{beta:g}" if isinstance(beta, (int, float)) else _fmt(beta, 0),
-        "ssim": _fmt(result.get("ssim"), 3),
-        "psnr": _fmt(result.get("psnr"), 2),
-        "fid": _fmt(result.get("fid"), 2),
-        "n": _fmt(result.get("n"), 0),
-        "evaluated_on": _fmt(result.get("evaluated_on"), 0),
-        "fid_basis": basis,
-    }
-
-
-def markdown_table(results: Sequence[Mapping[str, Any]]) -> str:
-    """The study's table layout (dataset, β, SSIM, PSNR dB, FID) with n and what FID rests on."""
-    lines = [
-        "| " + " | ".join(header for header, _ in TABLE_COLUMNS) + " |",
-        "|" + "|".join("---" for _ in TABLE_COLUMNS) + "|",
-    ]
-    for result in results:
-        cells = table_cells(result)
-        lines.append("| " + " | ".join(cells[key].replace("|", "/") for _, key in TABLE_COLUMNS) + " |")
-    return "\n".join(lines)

@@ -1,8 +1,12 @@
-"""``report``: one table across runs (datasets × β) as Markdown and CSV, and a bar chart per metric.
+"""``report``: one table across runs (datasets × models × β) as Markdown and CSV, with charts.
 
 Each run contributes the records ``evaluate`` wrote into its ``evaluation/`` folder; a run that was
 never evaluated contributes the last validation scores of its training log (``metrics.csv``, with the
-data and β read from its ``config.yaml`` and FID's sample count from ``fid.jsonl``).
+data and β read from its ``config.yaml``, FID's sample count from ``fid.jsonl`` and the disentanglement
+metrics' preset from ``disentanglement.jsonl``). Every row names its run and model. The charts
+(``betavae.evaluation.charts``): a bar chart per reconstruction metric, each disentanglement metric
+against β, and the reconstruction–disentanglement trade-off (PSNR against MIG); with ``wandb`` the
+table and the charts also go to a W&B run of their own.
 """
 
 from __future__ import annotations
@@ -15,12 +19,16 @@ from typing import Any
 
 import yaml
 
+from betavae.disentanglement import ALL_KEYS
 from betavae.errors import MissingFileError
-from betavae.evaluation.evaluate import markdown_table, table_cells
-from betavae.plotting import bar_chart
+from betavae.evaluation.charts import write_charts
+from betavae.evaluation.tables import as_float, markdown, markdown_table, run_label, table_cells
 from betavae.runs import dataset_label
 
+#: CSV columns: the run and model first, the scores, what they rest on, the run's folder and source file
 CSV_FIELDS = (
+    "run",
+    "model",
     "dataset",
     "beta",
     "kld_weight",
@@ -28,25 +36,21 @@ CSV_FIELDS = (
     "psnr",
     "fid",
     "kid",
+    *ALL_KEYS,
     "n",
     "evaluated_on",
     "fid_num_samples",
     "fid_num_real",
     "fid_reference",
-    "model",
+    "disentanglement_preset",
+    "disentanglement_seed",
+    "disentanglement_basis",
     "latent_dim",
     "epoch",
-    "run",
+    "run_dir",
     "source",
 )
-CHART_METRICS = (("ssim", "SSIM"), ("psnr", "PSNR (dB)"), ("fid", "FID"))
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
+_float = as_float
 
 
 def _evaluation_records(run: Path) -> list[dict[str, Any]]:
@@ -75,6 +79,7 @@ def _log_record(config_path: Path) -> dict[str, Any] | None:
         return None
     last = scored[-1]
     fids = [r for r in rows if r.get("val/fid")]
+    metrics = [r for r in rows if any(r.get(f"val/{key}") for key in ALL_KEYS)]
     record: dict[str, Any] = {
         "dataset": dataset_label(str(data.get("class_path", "unknown")), data_args.get("root"), data_args.get("name")),
         "beta": _float(model_args.get("beta")),
@@ -85,6 +90,7 @@ def _log_record(config_path: Path) -> dict[str, Any] | None:
         "psnr": _float(last.get("val/psnr")),
         "fid": _float(fids[-1]["val/fid"]) if fids else None,
         "kid": _float(fids[-1].get("val/kid")) if fids else None,
+        **{key: _float(metrics[-1].get(f"val/{key}")) if metrics else None for key in ALL_KEYS},
         "n": None,
         "epoch": int(float(last["epoch"])) if last.get("epoch") else None,
         "run": str(run),
@@ -99,6 +105,15 @@ def _log_record(config_path: Path) -> dict[str, Any] | None:
                 fid_num_samples=lines[-1].get("num_samples"),
                 fid_num_real=lines[-1].get("num_real"),
                 fid_reference=lines[-1].get("reference"),
+            )
+    log = run / "disentanglement.jsonl"
+    if metrics and log.is_file():
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        if lines:
+            record.update(
+                disentanglement_preset=lines[-1].get("preset"),
+                disentanglement_seed=lines[-1].get("seed"),
+                disentanglement_basis=lines[-1].get("basis"),
             )
     return record
 
@@ -129,32 +144,23 @@ def collect(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 
 def series_labels(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """A bar label per record: ``β=10``, made unique with the evaluation set, run and checkpoint."""
+    """A bar label per record: ``β=10`` (``BetaVAE β=10`` when the records hold several models), made
+    unique with the evaluation set, then the run and checkpoint."""
+    several = len({str(r.get("model")) for r in records}) > 1
     labels = []
     for r in records:
         beta = _float(r.get("beta"))
         label = f"β={beta:g}" if beta is not None else str(r.get("model") or "β=?")
+        if several and beta is not None and r.get("model"):
+            label = f"{r['model']} {label}"
         if r.get("evaluated_on") and not str(r["evaluated_on"]).startswith("validation"):
             label += f" ({r['evaluated_on']})"
         labels.append(label)
     keys = [(str(r.get("dataset")), label) for r, label in zip(records, labels, strict=True)]
     return [
-        f"{label} · {_origin(r)}" if keys.count(key) > 1 else label
+        f"{label} · {run_label(r)}" if keys.count(key) > 1 else label
         for r, label, key in zip(records, labels, keys, strict=True)
     ]
-
-
-def _origin(record: Mapping[str, Any]) -> str:
-    """``experiment/version_N[/checkpoint]``: where a record comes from, for telling bars apart."""
-    run = Path(str(record.get("run")))
-    origin = f"{run.parent.name}/{run.name}"
-    return origin + (f"/{Path(str(record['checkpoint'])).stem}" if record.get("checkpoint") else "")
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def study_tables(records: Sequence[Mapping[str, Any]]) -> str:
@@ -164,12 +170,12 @@ def study_tables(records: Sequence[Mapping[str, Any]]) -> str:
     cells = [{**table_cells(r), "kld": _fmt_kld(r.get("kld_weight"))} for r in records]
     parts = [
         "## Reconstruction: SSIM and PSNR by dataset and β\n",
-        _table(
+        markdown(
             ["dataset", "β", "kld_weight", "SSIM", "PSNR (dB)", "n", "evaluated on"],
             [[c["dataset"], c["beta"], c["kld"], c["ssim"], c["psnr"], c["n"], c["evaluated_on"]] for c in cells],
         ),
         "\n\n## Samples: FID by dataset and β\n",
-        _table(
+        markdown(
             ["dataset", "β", "kld_weight", "FID", "KID", "FID samples / reference", "feature network"],
             [
                 [
@@ -192,7 +198,7 @@ def study_tables(records: Sequence[Mapping[str, Any]]) -> str:
     parts.append("\n\n## kld_weight: the same dataset and β with different KL weights\n")
     if varied:
         parts.append(
-            _table(
+            markdown(
                 ["dataset", "β", "kld_weight", "β·kld_weight", "SSIM", "PSNR (dB)", "FID"],
                 [
                     [c["dataset"], c["beta"], c["kld"], _fmt_kld(_product(r)), c["ssim"], c["psnr"], c["fid"]]
@@ -223,9 +229,26 @@ def _fmt_float(value: Any, digits: int) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def csv_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The CSV rows of ``records``: ``run`` as ``experiment/version_N · checkpoint``, its folder in
+    ``run_dir``, and the disentanglement preset by name."""
+    rows = []
+    for r in records:
+        preset = r.get("disentanglement_preset")
+        rows.append(
+            {
+                **r,
+                "run": run_label(r),
+                "run_dir": r.get("run"),
+                "disentanglement_preset": preset.get("name") if isinstance(preset, Mapping) else preset,
+            }
+        )
+    return rows
+
+
 def write_report(records: Sequence[Mapping[str, Any]], output_dir: str | Path) -> dict[str, Path]:
-    """``results.md``, ``results.csv``, ``study_tables.md`` (the study's three tables, see
-    ``study_tables``) and ``<metric>.png`` (SSIM, PSNR, FID; those with values) in ``output_dir``."""
+    """``results.md``, ``results.csv``, ``study_tables.md`` (the study's three tables, see ``study_tables``)
+    and the charts of ``betavae.evaluation.charts.write_charts`` in ``output_dir``."""
     out = Path(output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     files = {"markdown": out / "results.md", "csv": out / "results.csv", "study_tables": out / "study_tables.md"}
@@ -234,24 +257,25 @@ def write_report(records: Sequence[Mapping[str, Any]], output_dir: str | Path) -
     with files["csv"].open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(records)
-    datasets = list(dict.fromkeys(str(r.get("dataset")) for r in records))
-    labels = series_labels(records)
-    for key, name in CHART_METRICS:
-        if all(_float(r.get(key)) is None for r in records):
-            continue
-        series: dict[str, list[float | None]] = {}
-        for record, label in zip(records, labels, strict=True):
-            values = series.setdefault(label, [None] * len(datasets))
-            values[datasets.index(str(record.get("dataset")))] = _float(record.get(key))
-        files[key] = bar_chart(datasets, series, out / f"{key}.png", name, title=f"{name} by dataset and β")
+        writer.writerows(csv_rows(records))
+    files.update(write_charts(records, series_labels(records), out))
     return files
 
 
-def report(run_dirs: Sequence[str | Path], output_dir: str | Path = "report") -> dict[str, Path]:
-    """Collect the results of ``run_dirs``, write the report to ``output_dir`` and print the table."""
+def report(
+    run_dirs: Sequence[str | Path],
+    output_dir: str | Path = "report",
+    wandb: bool = False,
+    wandb_project: str = "betavae",
+) -> dict[str, Path]:
+    """Collect the results of ``run_dirs``, write the report to ``output_dir`` and print the table; with
+    ``wandb``, also log the table and the charts to a W&B run of their own (``log_report``)."""
     records = collect(run_dirs)
     files = write_report(records, output_dir)
     print(markdown_table(records))
     print("\n" + "\n".join(f"{kind}: {path}" for kind, path in files.items()))
+    if wandb:
+        from betavae.evaluation.charts import log_report
+
+        print(f"W&B: {log_report(records, csv_rows(records), files, CSV_FIELDS, wandb_project, output_dir)}")
     return files

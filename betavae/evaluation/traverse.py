@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from betavae.callbacks.codes import ValidationCodes, dimension_captions, ground_truth_of
 from betavae.callbacks.traversal import LatentTraversal, check_dims, mean_kl_per_dim, render_traversal, top_dims
 from betavae.errors import ConfigError
 from betavae.evaluation.evaluate import load_weights, run_dir_of, validation_batches
@@ -62,6 +63,10 @@ def traverse_checkpoint(
 ) -> dict[str, Any]:
     """Write the traversal figure (PNG, GIF) and a JSON of the dimensions and their KL for a checkpoint.
 
+    On data with ground truth (factors, attributes, class labels) each row also names the factor or
+    attribute its dimension predicts best, measured on the same validation images as the KL
+    (``betavae.disentanglement.dimension_attributes``); the JSON keeps these captions for every dimension.
+
     Args:
         model: The model, built with the checkpoint's hyperparameters; its weights are loaded here.
         datamodule: The run's data module: the mean KL per dimension is measured on its validation split,
@@ -85,7 +90,11 @@ def traverse_checkpoint(
     if kl_images is not None:
         batch_size = max(1, int(getattr(datamodule, "batch_size", 64)))
         batches = islice(batches, -(-kl_images // batch_size))
-    kl = mean_kl_per_dim(model, batches)
+    labelled = ground_truth_of(datamodule)[0] is not None
+    codes = ValidationCodes(max(2, kl_images) if kl_images is not None else None) if labelled else None
+    kl = mean_kl_per_dim(model, batches, codes, datamodule)
+    observed = codes.gather(None) if codes is not None else None
+    captions = dimension_captions(*observed, codes.names, datamodule) if observed is not None else {}
     if dims is None:
         dims = top_dims(kl, top_k if top_k is not None else settings.top_k)
     dims = check_dims(dims, kl.numel())
@@ -109,6 +118,7 @@ def traverse_checkpoint(
         gif=settings.gif,
         title=f"{type(model).__name__}, epoch {info['epoch']}, reference {name}",
         label=label,
+        captions=captions,
     )
     record = {
         "checkpoint": str(Path(ckpt_path).expanduser().resolve()),
@@ -117,6 +127,7 @@ def traverse_checkpoint(
         "dims": dims,
         "kl": {str(d): round(float(kl[d]), 4) for d in dims},
         "kl_all_dims": [round(float(v), 4) for v in kl],
+        "captions": {str(d): c for d, c in captions.items()},
         "values": [round(float(v), 4) for v in settings.values],
         "relative": settings.relative,
         "png": str(rendered["png"]),

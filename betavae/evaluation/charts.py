@@ -1,0 +1,124 @@
+"""``report``'s charts, and its W&B run: what to draw from the records (``betavae.plotting`` draws it).
+
+- ``<metric>.png`` for SSIM, PSNR and FID: bars by dataset, one per run (``β=10``, ...);
+- ``<metric>_vs_beta.png`` for each disentanglement metric: the metric against β, one line per model
+  and dataset (models without β, deterministic autoencoders, are left out);
+- ``tradeoff_psnr_mig.png``: the reconstruction–disentanglement trade-off, PSNR against MIG, one point
+  per run labelled with its model and β, coloured by dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from betavae.evaluation.tables import DISENTANGLEMENT_COLUMNS, as_float
+from betavae.plotting import bar_chart, labelled_scatter, line_chart
+
+BAR_METRICS = (("ssim", "SSIM"), ("psnr", "PSNR (dB)"), ("fid", "FID"))
+
+
+def bar_charts(records: Sequence[Mapping[str, Any]], labels: Sequence[str], out: Path) -> dict[str, Path]:
+    """A grouped bar chart per reconstruction metric with values: a group per dataset, a bar per label."""
+    datasets = list(dict.fromkeys(str(r.get("dataset")) for r in records))
+    files = {}
+    for key, name in BAR_METRICS:
+        if all(as_float(r.get(key)) is None for r in records):
+            continue
+        series: dict[str, list[float | None]] = {}
+        for record, label in zip(records, labels, strict=True):
+            values = series.setdefault(label, [None] * len(datasets))
+            values[datasets.index(str(record.get("dataset")))] = as_float(record.get(key))
+        files[key] = bar_chart(datasets, series, out / f"{key}.png", name, title=f"{name} by dataset and β")
+    return files
+
+
+def model_label(record: Mapping[str, Any]) -> str:
+    """``BetaVAE β=4`` (or the model alone when it has no β)."""
+    beta = as_float(record.get("beta"))
+    model = str(record.get("model") or "?")
+    return f"{model} β={beta:g}" if beta is not None else model
+
+
+def beta_charts(records: Sequence[Mapping[str, Any]], out: Path) -> dict[str, Path]:
+    """``<metric>_vs_beta.png`` per disentanglement metric that some run with a β has: one line per
+    (model, dataset), β on a log axis when it spans a factor of 10 or more."""
+    files = {}
+    for name, key in DISENTANGLEMENT_COLUMNS:
+        series: dict[str, list[tuple[float, float]]] = {}
+        for r in records:
+            beta, value = as_float(r.get("beta")), as_float(r.get(key))
+            if beta is not None and value is not None:
+                series.setdefault(f"{r.get('model') or '?'} · {r.get('dataset')}", []).append((beta, value))
+        if not series:
+            continue
+        betas = [b for points in series.values() for b, _ in points]
+        log_x = min(betas) > 0 and max(betas) / min(betas) >= 10
+        files[f"{key}_vs_beta"] = line_chart(
+            series, out / f"{key}_vs_beta.png", "β", name, title=f"{name} against β", log_x=log_x
+        )
+    return files
+
+
+def tradeoff_chart(records: Sequence[Mapping[str, Any]], out: Path) -> dict[str, Path]:
+    """``tradeoff_psnr_mig.png``: PSNR against MIG, a point per run with both, labelled ``model β``."""
+    points = [
+        (as_float(r.get("mig")), as_float(r.get("psnr")), model_label(r), str(r.get("dataset")))
+        for r in records
+        if as_float(r.get("mig")) is not None and as_float(r.get("psnr")) is not None
+    ]
+    if not points:
+        return {}
+    path = labelled_scatter(
+        points,
+        out / "tradeoff_psnr_mig.png",
+        "MIG (disentanglement)",
+        "PSNR (dB, reconstruction)",
+        title="Reconstruction against disentanglement",
+    )
+    return {"tradeoff": path}
+
+
+def write_charts(records: Sequence[Mapping[str, Any]], labels: Sequence[str], out: Path) -> dict[str, Path]:
+    """Every chart of the module docstring that the records have values for; {name: path}."""
+    return {**bar_charts(records, labels, out), **beta_charts(records, out), **tradeoff_chart(records, out)}
+
+
+def log_report(
+    records: Sequence[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
+    files: Mapping[str, Path],
+    columns: Sequence[str],
+    project: str,
+    output_dir: str | Path,
+) -> str:
+    """Log the report to a W&B run of its own (job type ``report``): the table (``report/results``, the CSV's
+    columns) and every chart PNG (``report/<name>``). Online or offline as W&B is set up (``WANDB_MODE``).
+    Returns the run's folder, the place to ``wandb sync`` from when offline."""
+    import wandb
+
+    run = wandb.init(
+        project=project,
+        job_type="report",
+        name=f"report {Path(output_dir).expanduser().resolve().name}",
+        dir=str(Path(output_dir).expanduser()),
+        config={"runs": sorted({str(r.get("run")) for r in records})},
+        reinit="finish_previous",
+    )
+    try:
+        table = wandb.Table(columns=list(columns), data=[[_cell(row.get(c)) for c in columns] for row in rows])
+        images = {
+            f"report/{name}": wandb.Image(str(path)) for name, path in files.items() if str(path).endswith(".png")
+        }
+        run.log({"report/results": table, **images})
+        return str(Path(run.dir).parent)
+    finally:
+        run.finish()
+
+
+def _cell(value: Any) -> Any:
+    """A W&B table cell: numbers and text as they are, anything else (presets, lists) as text."""
+    if value is None or isinstance(value, (int, float, str)):
+        return value
+    return str(value)
