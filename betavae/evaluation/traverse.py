@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from betavae.callbacks._common import api_problem
 from betavae.callbacks.traversal import LatentTraversal, check_dims, mean_kl_per_dim, render_traversal, top_dims
 from betavae.evaluation.evaluate import load_weights, run_dir_of, validation_batches
 
@@ -76,6 +77,9 @@ def traverse_checkpoint(
         output_dir: Where the files go; ``None``: ``evaluation/`` in the checkpoint's run folder.
         weights_only: Passed to ``torch.load`` (see ``load_weights``).
     """
+    problem = api_problem(model, encode=1, decode=1, to_pixels=1)
+    if problem:
+        raise TypeError(f"traverse: {problem}: a traversal starts from an image's encoding (a GAN has no encoder)")
     settings = settings if settings is not None else LatentTraversal()
     dims = parse_dims(dims)
     info = load_weights(model, ckpt_path, weights_only)

@@ -3,6 +3,7 @@
 from betavae.models.autoencoder import Autoencoder
 from betavae.models.base import AutoencoderModule, NonFiniteLossError
 from betavae.models.corruption import Corruption, Downsample, GaussianNoise, Masking
+from betavae.models.gan import DCGAN
 from betavae.models.posterior import DiagonalGaussian
 from betavae.models.vae import VAE, BetaVAE, ConditionalVAE
 
@@ -13,6 +14,7 @@ __all__ = [
     "BetaVAE",
     "ConditionalVAE",
     "Corruption",
+    "DCGAN",
     "DiagonalGaussian",
     "Downsample",
     "GaussianNoise",
