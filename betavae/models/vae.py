@@ -41,6 +41,8 @@ class VAE(AutoencoderModule):
         hidden_channels: Channels of the encoder blocks, one stride-2 block each; the decoder mirrors
             them. The study: (32, 64, 128, 256, 512); its batik model: (32, 64, 128).
         kld_weight: Weight of the KL term (the study's ``kld_weight``, 0.0025).
+        decoder_kernel_size: Kernel of the decoder's ConvTranspose2d layers: 3 (the study's) or 4
+            (k4 s2 p1, the textbook CelebA VAE's); see ``ConvDecoder``.
         **kwargs: ``AutoencoderModule`` arguments (image shape, normalization, optimizer, likelihood).
     """
 
@@ -49,6 +51,7 @@ class VAE(AutoencoderModule):
         latent_dim: int = 128,
         hidden_channels: Sequence[int] = STUDY_HIDDEN_CHANNELS,
         kld_weight: float = 0.0025,
+        decoder_kernel_size: int = 3,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -59,7 +62,9 @@ class VAE(AutoencoderModule):
         self.encoder = ConvEncoder(self.in_channels + cond, self.image_size, hidden_channels)
         self.fc_mu = nn.Linear(self.encoder.out_features, latent_dim)
         self.fc_logvar = nn.Linear(self.encoder.out_features, latent_dim)
-        self.decoder = ConvDecoder(latent_dim + cond, self.in_channels, self.image_size, hidden_channels)
+        self.decoder = ConvDecoder(
+            latent_dim + cond, self.in_channels, self.image_size, hidden_channels, decoder_kernel_size
+        )
 
     def condition_size(self) -> int:
         """Extra input channels of the encoder and extra inputs of the decoder (0: unconditional)."""
