@@ -1,8 +1,11 @@
 """``evaluate``: a checkpoint's row of the study's table: mean SSIM and PSNR, and FID of prior samples.
 
 Reconstructions are scored exactly as ``ReconstructionMetrics`` scores them during training (from μ,
-in [0, 1], data range 1), on the validation split or on a folder of images the model never saw;
-FID/KID as the ``FID`` callback does, with its settings, against the validation split.
+in [0, 1], data range 1; a model that corrupts its input reconstructs the corrupted image, each image's
+corruption seeded by its dataset index as in validation, and the corrupted input's own scores are
+reported beside), on the validation split or on a folder of images the model never saw; FID/KID as the
+``FID`` callback does, with its settings, against the validation split. Models without ``reconstruct``
+(a GAN) get FID/KID only.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from betavae.callbacks._common import datamodule_label, evaluating, with_label
+from betavae.callbacks._common import api_problem, datamodule_label, evaluating, model_input, with_label
 from betavae.callbacks.fid import FID, add_samples
 from betavae.callbacks.metrics import reconstruction_metrics
 
@@ -33,6 +36,8 @@ TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("evaluated on", "evaluated_on"),
     ("FID samples / reference", "fid_basis"),
 )
+# added to a table when one of its rows corrupts its input (denoising, super-resolution): the input's scores
+INPUT_COLUMNS: tuple[tuple[str, str], ...] = (("SSIM of input", "ssim_input"), ("PSNR of input (dB)", "psnr_input"))
 METRIC_NOTE = (
     "images in [0, 1] (model.to_pixels), data range 1; reconstructions decode μ; PSNR: mean over images of "
     "each image's PSNR; SSIM: Gaussian window σ 1.5 (11×11), mean over each image's valid region, then over "
@@ -71,34 +76,52 @@ def validation_batches(datamodule: Any) -> Iterator[dict[str, Any]]:
 def folder_batches(
     folder: str | Path, model: nn.Module, batch_size: int, crop_size: int | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Every image under ``folder`` as batches ``{"image": (B, C, H, W)}``, decoded like the training data
-    (``betavae.data.load_image`` at the model's channels and size, optional center crop) and normalized
-    with ``model.normalize``."""
+    """Every image under ``folder`` as batches ``{"image": (B, C, H, W), "index": (B,)}``, decoded like the
+    training data (``betavae.data.load_image`` at the model's channels and size, optional center crop),
+    normalized with ``model.normalize``; ``"index"`` is each file's position in the sorted listing (the
+    seed of its corruption, for models that corrupt their input)."""
     from betavae.data import find_images, load_image
 
     files = find_images(folder)
     for start in range(0, len(files), batch_size):
-        pixels = torch.stack(
-            [load_image(f, model.in_channels, model.image_size, crop_size) for f in files[start : start + batch_size]]
-        ).float()
-        yield {"image": model.normalize(pixels.div(255).to(next(model.parameters()).device))}
+        chunk = files[start : start + batch_size]
+        pixels = torch.stack([load_image(f, model.in_channels, model.image_size, crop_size) for f in chunk]).float()
+        yield {
+            "image": model.normalize(pixels.div(255).to(next(model.parameters()).device)),
+            "index": torch.arange(start, start + len(chunk)),
+        }
 
 
-def score_reconstructions(model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
+def score_reconstructions(model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Mean ``psnr`` (dB) and ``ssim`` of ``model.reconstruct`` over batches (dicts with the normalized
-    ``"image"`` and optional ``"label"``), with the number of images ``n``."""
+    ``"image"``, optional ``"label"`` and ``"index"``), with the number of images ``n``, exactly as
+    ``ReconstructionMetrics`` scores validation.
+
+    A model that corrupts its input (denoising, masking, super-resolution) reconstructs the corrupted
+    images, each corrupted with the seed of its dataset ``"index"`` as in its validation loss and
+    ``val/psnr``; the corrupted input's own scores against the clean images are added as ``psnr_input``
+    and ``ssim_input`` (``None`` for other models), the baseline the model has to beat.
+    """
     device = next(model.parameters()).device
     metrics = reconstruction_metrics().to(device)
+    input_metrics = reconstruction_metrics().to(device)
     n = 0
     with evaluating(model):
         for batch in batches:
             x, label = batch["image"].to(device), batch.get("label")
             label = label.to(device) if isinstance(label, torch.Tensor) else None
-            metrics.update(model.to_pixels(with_label(model.reconstruct, x, label=label)), model.to_pixels(x))
+            x_in = model_input(model, {**batch, "image": x})  # x itself unless the model corrupts its input
+            clean = model.to_pixels(x)
+            metrics.update(model.to_pixels(with_label(model.reconstruct, x_in, label=label)), clean)
+            if x_in is not x:
+                input_metrics.update(model.to_pixels(x_in), clean)
             n += x.shape[0]
     if n == 0:
         raise ValueError("no images to evaluate")
-    return {**{k: float(v) for k, v in metrics.compute().items()}, "n": n}
+    scores: dict[str, Any] = {k: float(v) for k, v in metrics.compute().items()}
+    corrupted = input_metrics["ssim"].update_called
+    inputs = {k: float(v) for k, v in input_metrics.compute().items()} if corrupted else {}
+    return {**scores, "psnr_input": inputs.get("psnr"), "ssim_input": inputs.get("ssim"), "n": n}
 
 
 def score_samples(model: nn.Module, fid: FID, reference: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -151,15 +174,21 @@ def evaluate_checkpoint(
         weights_only: Passed to ``torch.load`` (see ``load_weights``).
 
     Returns:
-        The JSON record: dataset, β, ``ssim``, ``psnr``, ``n``, ``fid``, ``kid``, their sample counts and
-        reference, the checkpoint's epoch and step, timings, and the Markdown row (``markdown``).
+        The JSON record: dataset, β, ``ssim``, ``psnr``, ``n`` (``None`` for a model without
+        ``reconstruct``), ``ssim_input`` and ``psnr_input`` (the corrupted input's scores, for models that
+        corrupt their input), ``fid``, ``kid``, their sample counts and reference, the checkpoint's epoch and
+        step, timings, and the Markdown row (``markdown``).
     """
     fid = fid if fid is not None else FID()
     info = load_weights(model, ckpt_path, weights_only)
     model.to(device)
     hparams = dict(getattr(model, "hparams", {}) or {})
     start = time.perf_counter()
-    if images is not None:
+    no_reconstruction = api_problem(model, reconstruct=1, to_pixels=1)
+    if no_reconstruction:  # a GAN: samples only
+        recon: dict[str, Any] = {"n": None}
+        evaluated_on = f"no reconstructions ({no_reconstruction})"
+    elif images is not None:
         folder = Path(images).expanduser()
         batch_size = getattr(datamodule, "batch_size", 64)
         recon = score_reconstructions(model, folder_batches(folder, model, batch_size, crop_size))
@@ -182,8 +211,10 @@ def evaluate_checkpoint(
         "evaluated_on": evaluated_on,
         "images": str(Path(images).expanduser().resolve()) if images is not None else None,
         "n": recon["n"],
-        "ssim": recon["ssim"],
-        "psnr": recon["psnr"],
+        "ssim": recon.get("ssim"),
+        "psnr": recon.get("psnr"),
+        "ssim_input": recon.get("ssim_input"),
+        "psnr_input": recon.get("psnr_input"),
         "metric_note": METRIC_NOTE,
         "fid": samples.get("fid"),
         "kid": samples.get("kid"),
@@ -215,7 +246,8 @@ def _fmt(value: Any, digits: int) -> str:
 
 
 def table_cells(result: Mapping[str, Any]) -> dict[str, str]:
-    """One result's cells of the study's table, formatted (SSIM 3 decimals, PSNR and FID 2, β as given)."""
+    """One result's cells of the study's table, formatted (SSIM 3 decimals, PSNR and FID 2, β as given; a
+    model without β, such as the DCGAN, is named in the β column)."""
     beta = result.get("beta")
     basis = (
         f"{result['fid_num_samples']} / {result.get('fid_reference') or '?'} (n={result.get('fid_num_real')})"
@@ -224,23 +256,29 @@ def table_cells(result: Mapping[str, Any]) -> dict[str, str]:
     )
     return {
         "dataset": _fmt(result.get("dataset"), 0),
-        "beta": f"{beta:g}" if isinstance(beta, (int, float)) else _fmt(beta, 0),
+        "beta": f"{beta:g}" if isinstance(beta, (int, float)) else _fmt(beta or result.get("model"), 0),
         "ssim": _fmt(result.get("ssim"), 3),
         "psnr": _fmt(result.get("psnr"), 2),
         "fid": _fmt(result.get("fid"), 2),
         "n": _fmt(result.get("n"), 0),
         "evaluated_on": _fmt(result.get("evaluated_on"), 0),
         "fid_basis": basis,
+        "ssim_input": _fmt(result.get("ssim_input"), 3),
+        "psnr_input": _fmt(result.get("psnr_input"), 2),
     }
 
 
 def markdown_table(results: Sequence[Mapping[str, Any]]) -> str:
-    """The study's table layout (dataset, β, SSIM, PSNR dB, FID) with n and what FID rests on."""
+    """The study's table layout (dataset, β, SSIM, PSNR dB, FID) with n and what FID rests on; when a row
+    corrupts its input, the input's SSIM and PSNR in two more columns."""
+    columns = TABLE_COLUMNS
+    if any(result.get("psnr_input") is not None for result in results):
+        columns = TABLE_COLUMNS + INPUT_COLUMNS
     lines = [
-        "| " + " | ".join(header for header, _ in TABLE_COLUMNS) + " |",
-        "|" + "|".join("---" for _ in TABLE_COLUMNS) + "|",
+        "| " + " | ".join(header for header, _ in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
     ]
     for result in results:
         cells = table_cells(result)
-        lines.append("| " + " | ".join(cells[key].replace("|", "/") for _, key in TABLE_COLUMNS) + " |")
+        lines.append("| " + " | ".join(cells[key].replace("|", "/") for _, key in columns) + " |")
     return "\n".join(lines)
