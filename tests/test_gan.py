@@ -3,14 +3,18 @@ the callbacks and the evaluate/report commands."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import os
+import sys
 from functools import partial
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+from helpers import run_process
 from torch import nn
 
 from betavae.callbacks import FID, ImageGrids, LatentTraversal, ReconstructionMetrics
@@ -368,3 +372,22 @@ def test_report_takes_a_gans_fid_from_its_training_log(tmp_path, monkeypatch):
     fid = Path("report/study_tables.md").read_text().split("## ")[2]
     row = next(line for line in fid.splitlines() if line.startswith("| shapes"))
     assert row.startswith("| shapes | DCGAN | — |") and "24 / shapes validation split" in row
+
+
+def test_ddp_needs_unused_parameter_detection_and_then_logs_the_single_process_scores(tmp_path, monkeypatch):
+    """Two CPU processes (gloo): each update leaves the other network without gradients, which DDP accepts with
+    ``ddp_find_unused_parameters_true``; the validation scores it logs equal one process's on the checkpoint."""
+    # 64 shapes: 16 validation images = 2 ranks x 2 batches x 4, so the distributed sampler repeats none
+    common = [*GAN, DATA[0], "--data.init_args.num_images=64", *DATA[2:], "--trainer.accelerator=cpu", *TRAIN[1:]]
+    fit = ["fit", *common, "--trainer.logger.name=ddp", "--trainer.limit_train_batches=3", "--trainer.max_epochs=1"]
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    strategy = ["--trainer.strategy=ddp_find_unused_parameters_true", "--trainer.devices=2"]
+    run_process([sys.executable, "-m", "betavae", *fit, *strategy, "--seed_everything=0"], env, 600, cwd=tmp_path)
+    run = tmp_path / "runs" / "ddp" / "version_0"
+    with (run / "metrics.csv").open() as f:
+        ddp = next(r for r in csv.DictReader(f) if r.get("val/loss"))
+    monkeypatch.chdir(tmp_path)
+    args = ["validate", *common, "--trainer.logger.name=single", "--trainer.devices=1"]
+    single = BetaVAECLI(args=[*args, f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}"]).trainer.callback_metrics
+    for key in ("val/loss", "val/d_loss", "val/g_loss", "val/d_real", "val/d_fake"):
+        assert float(ddp[key]) == pytest.approx(float(single[key]), rel=1e-5, abs=1e-5), key  # float32 sums

@@ -37,8 +37,10 @@ class DCGAN(AutoencoderModule):
 
     Logged every step: ``train/d_loss``, ``train/g_loss``, ``train/d_real`` (mean D(x), the probability D
     gives real images) and ``train/d_fake`` (mean D(G(z))). The trainer's ``global_step`` counts both
-    updates, so it grows by 2 per batch. Each loss is checked before its update: a non-finite one stops the
-    run (``NonFiniteLossError``), as for the autoencoders.
+    updates, so it grows by 2 per batch. Each loss is checked before the update it drives: a non-finite one
+    stops the run there (``NonFiniteLossError``), as for the autoencoders. Under DDP each update leaves the
+    other network without gradients, which DDP accepts only with ``--trainer.strategy
+    ddp_find_unused_parameters_true`` (plain ``ddp`` stops with Lightning's error saying so).
 
     Value range: G ends in tanh, t ∈ [-1, 1]; its image in pixels is (t + 1) / 2, mapped into the model's
     normalized space with ``normalize`` (``decode``, ``sample``). D sees images in [-1, 1]: real ones as
