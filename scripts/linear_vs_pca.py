@@ -24,10 +24,8 @@ import torch
 import yaml
 from jsonargparse import ArgumentParser
 from sklearn.decomposition import PCA
-from torch.utils.data import DataLoader
 
 from betavae.data import ImageDataModule
-from betavae.data.base import collate
 from betavae.evaluation import run_dir_of
 from betavae.models import Autoencoder
 
@@ -40,9 +38,13 @@ def load_data(config_path: Path) -> ImageDataModule:
     return parser.instantiate_classes(parser.parse_object({"data": data})).data
 
 
-def images(subset, batch_size: int = 1000) -> torch.Tensor:
-    """Every image of a split, in order, normalized: (N, C, H, W)."""
-    return torch.cat([b["image"] for b in DataLoader(subset, batch_size=batch_size, collate_fn=collate)])
+def split_images(data: ImageDataModule) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training and validation images of the data's split, (N, C, H, W), normalized with its mean and std
+    from the dataset's uint8 images (an in-memory dataset such as (Fashion-)MNIST's)."""
+    data.setup("fit")
+    mean, std = torch.tensor(data.mean).view(1, -1, 1, 1), torch.tensor(data.std).view(1, -1, 1, 1)
+    pixels = data.dataset.images.float() / 255  # (N, C, H, W) in [0, 1]
+    return tuple((pixels[s.indices] - mean) / std for s in (data.train_set, data.val_set))
 
 
 def main() -> int:
@@ -54,9 +56,7 @@ def main() -> int:
 
     config = Path(args.config) if args.config else run_dir_of(args.ckpt_path) / "config.yaml"
     model = Autoencoder.load_from_checkpoint(args.ckpt_path, map_location="cpu").eval()
-    data = load_data(config)
-    data.setup("fit")
-    train_x, val_x = images(data.train_set), images(data.val_set)  # (N, C, H, W), normalized
+    train_x, val_x = split_images(load_data(config))  # (N, C, H, W), normalized
     k = int(model.embed(val_x[:1]).shape[1])
     with torch.no_grad():
         ae = model.reconstruct(val_x)

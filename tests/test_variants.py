@@ -18,13 +18,11 @@ from scipy.linalg import subspace_angles
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from sklearn.decomposition import PCA
 from torch.distributions import Bernoulli, kl_divergence
-from torch.utils.data import DataLoader
 
 from betavae.callbacks.anomaly import AnomalyScores
 from betavae.callbacks.latent import LatentViews
 from betavae.cli import main
 from betavae.data import FashionMNISTDataModule, ShapesDataModule
-from betavae.data.base import collate
 from betavae.models import VAE, Autoencoder, BetaVAE, ConditionalVAE, Downsample, GaussianNoise, Masking
 from betavae.models.autoencoder import sparsity_kl
 from betavae.nets import ConvNet, LinearNet, RecurrentNet, ResidualSRNet, StackedDenseNet
@@ -315,14 +313,19 @@ def low_rank_images(n: int, rank: int = 2, size: int = 28, noise: float = 25.0, 
     return np.clip(np.round(pixels), 0, 255).astype(np.uint8).reshape(n, size, size)
 
 
+def split_pixels(data: FashionMNISTDataModule) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation images of ``data``'s split, (N, C·H·W), normalized by hand with its mean and
+    std from the dataset's uint8 images: a reference that does not go through the loaders."""
+    data.setup("fit")
+    mean, std = torch.tensor(data.mean).view(1, -1, 1, 1), torch.tensor(data.std).view(1, -1, 1, 1)
+    images = data.dataset.images.float() / 255  # (N, C, H, W) in [0, 1]
+    return tuple(((images[s.indices] - mean) / std).flatten(1).numpy() for s in (data.train_set, data.val_set))
+
+
 def pca_validation_mse(data: FashionMNISTDataModule, k: int) -> float:
     """Validation MSE (normalized space, mean over pixels) of scikit-learn's k-component PCA fitted on the
-    training split of ``data``, both read through the data module (no flip on MNIST-like data)."""
-    data.setup("fit")
-    train_x, val_x = (
-        torch.cat([b["image"] for b in DataLoader(subset, batch_size=500, collate_fn=collate)]).flatten(1).numpy()
-        for subset in (data.train_set, data.val_set)
-    )
+    training split of ``data``."""
+    train_x, val_x = split_pixels(data)
     pca = PCA(n_components=k).fit(train_x)
     return float(((pca.inverse_transform(pca.transform(val_x)) - val_x) ** 2).mean())
 
@@ -354,13 +357,15 @@ def test_ae_linear_settings_reach_the_pca_error(low_rank_idx):
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         for _ in range(epochs):
             for batch in data.train_dataloader():
+                batch = data.on_after_batch_transfer(batch, 0)  # as the trainer hands it over
                 loss = model.loss_parts(batch)["loss"]
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
         model.eval()
         with torch.no_grad():
-            errors = [model.loss_parts(b)["recon"] * len(b["image"]) for b in data.val_dataloader()]
+            batches = [data.on_after_batch_transfer(b, 0) for b in data.val_dataloader()]
+            errors = [model.loss_parts(b)["recon"] * len(b["image"]) for b in batches]
         return float(sum(errors)) / len(data.val_set)
 
     shipped = validation_mse(model_args["lr"], config["trainer"]["max_epochs"])
