@@ -87,8 +87,11 @@ def model_beta(variant: str, hparams: Mapping[str, Any]) -> float | None:
     return float(beta) if beta is not None else None
 
 
-#: hyperparameters of the comparison models that a dashboard groups by, when a model has them
-WEIGHT_KEYS = ("kld_weight", "loss_type", "gamma", "max_capacity", "alpha", "tc_weight", "lambda_od", "lambda_d")
+#: hyperparameters of the comparison models that a dashboard groups by, when a model has them: BetaVAE's
+#: ``loss_type``/``gamma``/``max_capacity`` (AnnealedVAE), BetaTCVAE's ``alpha``/``gamma`` (its β is the TC
+#: weight), FactorVAE's ``gamma``, DIPVAE's ``dip_type``/``lambda_od``/``lambda_d``; ``gamma`` means what the
+#: ``variant`` key says
+WEIGHT_KEYS = ("kld_weight", "loss_type", "gamma", "max_capacity", "alpha", "dip_type", "lambda_od", "lambda_d")
 
 
 def run_keys(

@@ -78,9 +78,13 @@ class BetaVAETrainer(Trainer):
         )
         if self.is_global_zero:
             print(result["markdown"])
+            scored = result["evaluated_on"] if result["n"] is None else f"n = {result['n']} ({result['evaluated_on']})"
+            if result.get("psnr_input") is not None:
+                scored += f"; the corrupted input: PSNR {result['psnr_input']:.2f} dB, SSIM {result['ssim_input']:.3f}"
+            features = f", features: {result['fid_feature_extractor']}" if result.get("fid") is not None else ""
             print(
-                f"n = {result['n']} ({result['evaluated_on']}); FID on {result['fid_num_samples'] or 0} samples "
-                f"({result['fid_note'] or result['fid_reference']}); "
+                f"{scored}; FID on {result['fid_num_samples'] or 0} samples "
+                f"({result['fid_note'] or result['fid_reference']}{features}); "
                 f"disentanglement: {result['disentanglement_basis'] or result['disentanglement_note']}; "
                 f"seconds: {result['seconds']}\nwrote {', '.join(result['files'])}"
             )

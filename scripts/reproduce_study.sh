@@ -9,8 +9,9 @@
 #   scripts/reproduce_study.sh [...] -- --trainer.max_epochs=20   # extra arguments for every fit
 #
 # Options: --out DIR (default: study/, or study_smoke/ with --smoke), --runs "celeba_beta10 ..." (a
-# subset of the grid), --evaluate-only (skip training: evaluate the newest last.ckpt of each run and
-# report; what the final SLURM job runs).
+# subset of the grid), --with-gan (add the DCGAN baseline of each dataset, dcgan_{celeba,cars,cats,batik},
+# whose FID the report sets beside the β-VAEs'), --evaluate-only (skip training: evaluate the newest
+# last.ckpt of each run and report; what the final SLURM job runs).
 #
 # Grid: configs/{celeba,cars,cats,batik}_beta{10,100}.yaml plus the batik extras batik_beta1.yaml and
 # batik_beta1_kld1e-6.yaml. Outputs: runs under $OUT/runs/<run>/version_N/ (locally) or runs/<run>/
@@ -31,21 +32,24 @@ PYTHON="${PYTHON:-python}"
 GRID=(celeba_beta10 celeba_beta100 cars_beta10 cars_beta100 cats_beta10 cats_beta100
       batik_beta10 batik_beta100 batik_beta1 batik_beta1_kld1e-6)
 
-smoke=0 slurm=0 evaluate_only=0 out="" runs="" extra=()
+GAN_RUNS=(dcgan_celeba dcgan_cars dcgan_cats dcgan_batik)
+
+smoke=0 slurm=0 evaluate_only=0 with_gan=0 out="" runs="" extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --smoke) smoke=1 ;;
     --slurm) slurm=1 ;;
     --evaluate-only) evaluate_only=1 ;;
+    --with-gan) with_gan=1 ;;
     --out) out="$2"; shift ;;
     --runs) runs="$2"; shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "reproduce_study.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
-if [[ -n "$runs" ]]; then read -r -a GRID <<< "$runs"; fi
+if [[ -n "$runs" ]]; then read -r -a GRID <<< "$runs"; elif [[ $with_gan -eq 1 ]]; then GRID+=("${GAN_RUNS[@]}"); fi
 if [[ $smoke -eq 1 && $slurm -eq 1 ]]; then echo "reproduce_study.sh: --smoke runs locally; drop --slurm" >&2; exit 2; fi
 out="${out:-$([[ $smoke -eq 1 ]] && echo study_smoke || echo study)}"
 mkdir -p "$out"
@@ -58,11 +62,11 @@ runs_dir="$out/runs"
 if [[ $slurm -eq 1 ]]; then runs_dir="$REPO/runs"; fi
 
 dataset_of() {  # run name -> folder under the smoke data
-  case "$1" in
-    celeba_*) echo celeba ;;
-    cars_*) echo stanford_cars ;;
-    cats_*) echo cats ;;
-    batik_*) echo batik ;;
+  case "${1#dcgan_}" in
+    celeba*) echo celeba ;;
+    cars*) echo stanford_cars ;;
+    cats*) echo cats ;;
+    batik*) echo batik ;;
   esac
 }
 
@@ -74,13 +78,17 @@ run_args() {  # the fit arguments of one run (after its --config)
   fi
   if [[ $smoke -eq 1 ]]; then
     printf '%s\n' "--data.init_args.root=$out/data/$(dataset_of "$run")" \
-      --data.init_args.batch_size=8 --data.init_args.num_workers=0 \
-      "--model.init_args.hidden_channels=[8,16,32]" --model.init_args.latent_dim=8 \
+      --data.init_args.batch_size=8 --data.init_args.num_workers=0 --model.init_args.latent_dim=8 \
       --trainer.max_epochs=1 --trainer.limit_train_batches=2 --trainer.limit_val_batches=2 \
       --progress_bar.refresh_rate=0 --trainer.enable_model_summary=false \
       --fid.feature_extractor=betavae.fid.PixelFeatures --fid.num_samples=32 --fid.batch_size=16 \
       --fid.kid_subset_size=8 --fid.kid_subsets=10
-    if [[ "$run" == batik_* ]]; then
+    if [[ "$run" == dcgan_* ]]; then  # Radford's networks at a quarter of their width
+      printf '%s\n' --model.init_args.generator.init_args.features=16 --model.init_args.discriminator.init_args.features=16
+    else
+      printf '%s\n' "--model.init_args.hidden_channels=[8,16,32]"
+    fi
+    if [[ "$(dataset_of "$run")" == batik ]]; then
       printf '%s\n' --data.init_args.num_patches=32 --data.init_args.patch_size=128
     fi
   fi

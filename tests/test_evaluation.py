@@ -69,6 +69,34 @@ def test_evaluate_scores_the_validation_split_and_writes_json_and_markdown(tmp_p
     assert row[2] in capsys.readouterr().out
 
 
+def test_evaluate_scores_a_denoiser_on_its_corrupted_input_exactly_as_validation_does(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    masking = [
+        "--model=betavae.models.Autoencoder",
+        "--model.init_args.net=betavae.nets.StackedDenseNet",
+        "--model.init_args.net.init_args.hidden=[32]",
+        "--model.init_args.net.init_args.latent_dim=8",
+        "--model.init_args.corruption=betavae.models.Masking",
+        "--model.init_args.corruption.init_args.p=0.5",
+        "--model.init_args.output_activation=sigmoid",
+    ]
+    main(["fit", *masking, *DATA, *TRAIN, "--trainer.max_epochs=2", "--trainer.logger.name=masking"])
+    run = Path("runs/masking/version_0")
+    ckpt = run / "checkpoints" / "last.ckpt"
+    logged = [r for r in csv.DictReader((run / "metrics.csv").open()) if r.get("val/psnr")][-1]
+    validated = BetaVAECLI(args=["validate", "--config", str(run / "config.yaml"), f"--ckpt_path={ckpt}"])
+    scores = {k: float(v) for k, v in validated.trainer.callback_metrics.items()}
+    main(["evaluate", f"--ckpt_path={ckpt}", *TINY_FID])
+    result = json.loads((run / "evaluation" / "last.json").read_text())
+    for key in ("psnr", "ssim", "psnr_input", "ssim_input"):
+        assert result[key] == pytest.approx(scores[f"val/{key}"], rel=1e-5, abs=1e-6), key
+        assert result[key] == pytest.approx(float(logged[f"val/{key}"]), rel=1e-5, abs=1e-6), key
+    assert result["psnr_input"] != pytest.approx(result["psnr"])  # the input's own score, not the model's
+    row = (run / "evaluation" / "last.md").read_text().splitlines()
+    assert "| FID | SSIM of input | PSNR of input (dB) | n |" in row[0]  # beside the model's own scores
+    assert f"| {result['ssim_input']:.3f} | {result['psnr_input']:.2f} | 8 |" in row[2]
+
+
 def test_evaluate_scores_a_folder_of_new_images(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = train("shapes_b4")

@@ -1,8 +1,12 @@
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 from torch import nn
 
-from betavae.models import BetaVAE
+from betavae.models import VAE, BetaVAE
+from betavae.models.vae import image_noise
 from betavae.nets import ConvDecoder, ConvEncoder
 
 
@@ -165,3 +169,52 @@ def test_burgess_model_forward_backward(size, hidden, channels):
 def test_burgess_architecture_fails_at_construction_with_a_reason(kwargs, message):
     with pytest.raises(ValueError, match=message):
         BetaVAE(in_channels=1, **kwargs)
+
+
+def foster_celeba_vae() -> nn.ModuleDict:
+    """The textbook's CelebA VAE (Foster, Generative Deep Learning, 2nd ed., ch. 3) in PyTorch layers, 32x32x3,
+    latent 200, with the issue's k4 s2 p1 transposed convolutions (and without the BN + LeakyReLU the book puts
+    after the decoder's dense layer)."""
+    enc, c = [], 3
+    for _ in range(4):
+        enc += [nn.Conv2d(c, 128, 3, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU()]
+        c = 128
+    dec = []
+    for _ in range(4):
+        dec += [nn.ConvTranspose2d(128, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU()]
+    return nn.ModuleDict(
+        {
+            "encoder": nn.Sequential(*enc),
+            "z_mean": nn.Linear(512, 200),
+            "z_log_var": nn.Linear(512, 200),
+            "decoder_input": nn.Linear(200, 512),
+            "decoder": nn.Sequential(*dec, nn.Conv2d(128, 3, 3, padding=1), nn.Sigmoid()),
+        }
+    )
+
+
+def test_textbook_celeba_vae_config_builds_the_books_model_and_loss():
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "vae_celeba_textbook.yaml").read_text())
+    data = config["data"]["init_args"]
+    args = {k: v for k, v in config["model"]["init_args"].items()}
+    model = VAE(**args, in_channels=3, image_size=data["image_size"], mean=data["mean"], std=data["std"])
+    ref = foster_celeba_vae()
+    shapes = lambda m: [tuple(p.shape) for p in m.parameters()]  # noqa: E731
+    ours = [model.encoder, model.fc_mu, model.fc_logvar, model.decoder.fc, model.decoder.blocks, model.decoder.final]
+    assert [s for m in ours for s in shapes(m)] == shapes(ref)
+    assert sum(p.numel() for p in model.parameters()) == 1_809_043
+    ups = [m for m in model.decoder.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert [(u.kernel_size, u.stride, u.padding, u.output_padding) for u in ups] == [
+        ((4, 4), (2, 2), (1, 1), (0, 0))
+    ] * 4
+    # the book's loss, 2000 · MSE(pixels) + KL, is 2000 times ours: the data stay in [0, 1] (mean 0, std 1)
+    model.eval()
+    pixels = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    batch = {"image": model.normalize(pixels), "index": torch.arange(4)}
+    with torch.no_grad():
+        parts = model.loss_parts(batch)
+        posterior = model.encode(batch["image"])
+        z = posterior.mean + posterior.std * image_noise(batch, posterior.mean)
+        mse = (torch.sigmoid(model.decoder(z)) - pixels).pow(2).mean()  # Keras' MSE, averaged over everything
+    kl = (-0.5 * (1 + posterior.logvar - posterior.mean**2 - posterior.logvar.exp())).sum(1).mean()
+    torch.testing.assert_close(2000 * parts["loss"], 2000 * mse + kl)

@@ -29,6 +29,8 @@ class ImageGrids(Callback):
 
     Images are converted with the model's ``to_pixels`` (denormalized, [0, 1]). The same grids go to
     W&B / TensorBoard as ``val/reconstructions`` and ``val/samples`` when such a logger is attached.
+    A model without ``reconstruct`` (a GAN) gets sample grids only, one without ``sample`` reconstruction
+    grids only, each with one warning.
     The model's train/eval mode and the RNG state are left as they were. Only rank zero draws and logs.
 
     Args:
@@ -49,6 +51,7 @@ class ImageGrids(Callback):
         self._labels: torch.Tensor | None = None
         self._index: dict[str, torch.Tensor] = {}
         self._no_samples: str | None = None
+        self._no_reconstructions: str | None = None
         self._run_dir: Path | None = None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -57,6 +60,10 @@ class ImageGrids(Callback):
         if problem and problem != self._no_samples:
             rank_zero_warn(f"ImageGrids: {problem}; reconstruction grids only, no sample grids.")
         self._no_samples = problem
+        problem = api_problem(pl_module, reconstruct=1, to_pixels=1)
+        if problem and problem != self._no_reconstructions:
+            rank_zero_warn(f"ImageGrids: {problem}; sample grids only, no reconstruction grids.")
+        self._no_reconstructions = problem
 
     def on_validation_batch_end(
         self,
@@ -83,8 +90,8 @@ class ImageGrids(Callback):
         ):
             return
         with evaluating(pl_module):
-            grids = {"reconstructions": self._reconstructions(pl_module)}
-            if self.num_samples > 0 and not api_problem(pl_module, sample=1):
+            grids = {} if self._no_reconstructions else {"reconstructions": self._reconstructions(pl_module)}
+            if self.num_samples > 0 and not self._no_samples:
                 generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
                 samples = pl_module.sample(self.num_samples, generator=generator)
                 grids["samples"] = square_grid(pl_module.to_pixels(samples))

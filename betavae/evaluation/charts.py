@@ -115,6 +115,7 @@ def log_report(
         return str(Path(run.dir).parent)
     finally:
         run.finish()
+        wandb.teardown()  # waits for W&B's service to write the run's file: `report` is done with W&B
 
 
 def _cell(value: Any) -> Any:

@@ -2,9 +2,12 @@
 the disentanglement metrics where the data has ground truth.
 
 Reconstructions are scored exactly as ``ReconstructionMetrics`` scores them during training (from μ,
-in [0, 1], data range 1), on the validation split or on a folder of images the model never saw;
-FID/KID as the ``FID`` callback does, with its settings, against the validation split; the
-disentanglement metrics as the ``DisentanglementMetrics`` callback does (``betavae.evaluation.disentanglement``).
+in [0, 1], data range 1; a model that corrupts its input reconstructs the corrupted image, each image's
+corruption seeded by its dataset index as in validation, and the corrupted input's own scores are
+reported beside), on the validation split or on a folder of images the model never saw; FID/KID as the
+``FID`` callback does, with its settings, against the validation split. Models without ``reconstruct``
+(a GAN) get FID/KID only. The disentanglement metrics as the ``DisentanglementMetrics`` callback does
+(``betavae.evaluation.disentanglement``).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from betavae.checkpoints import check_fits, load_checkpoint
 from betavae.errors import ConfigError
 from betavae.evaluation.disentanglement import timed_disentanglement
 from betavae.evaluation.tables import markdown_table
-from betavae.model_api import evaluating, with_label
-from betavae.runs import datamodule_label, run_dir_of
+from betavae.model_api import api_problem, evaluating, model_input, with_label
+from betavae.runs import datamodule_label, model_beta, run_dir_of
 
 METRIC_NOTE = (
     "images in [0, 1] (model.to_pixels), data range 1; reconstructions decode μ; PSNR: mean over images of "
@@ -60,34 +63,52 @@ def validation_batches(datamodule: Any) -> Iterator[dict[str, Any]]:
 def folder_batches(
     folder: str | Path, model: nn.Module, batch_size: int, crop_size: int | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Every image under ``folder`` as batches ``{"image": (B, C, H, W)}``, decoded like the training data
-    (``betavae.data.load_image`` at the model's channels and size, optional center crop) and normalized
-    with ``model.normalize``."""
+    """Every image under ``folder`` as batches ``{"image": (B, C, H, W), "index": (B,)}``, decoded like the
+    training data (``betavae.data.load_image`` at the model's channels and size, optional center crop),
+    normalized with ``model.normalize``; ``"index"`` is each file's position in the sorted listing (the
+    seed of its corruption, for models that corrupt their input)."""
     from betavae.data import find_images, load_image
 
     files = find_images(folder)
     for start in range(0, len(files), batch_size):
-        pixels = torch.stack(
-            [load_image(f, model.in_channels, model.image_size, crop_size) for f in files[start : start + batch_size]]
-        ).float()
-        yield {"image": model.normalize(pixels.div(255).to(next(model.parameters()).device))}
+        chunk = files[start : start + batch_size]
+        pixels = torch.stack([load_image(f, model.in_channels, model.image_size, crop_size) for f in chunk]).float()
+        yield {
+            "image": model.normalize(pixels.div(255).to(next(model.parameters()).device)),
+            "index": torch.arange(start, start + len(chunk)),
+        }
 
 
-def score_reconstructions(model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
+def score_reconstructions(model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Mean ``psnr`` (dB) and ``ssim`` of ``model.reconstruct`` over batches (dicts with the normalized
-    ``"image"`` and optional ``"label"``), with the number of images ``n``."""
+    ``"image"``, optional ``"label"`` and ``"index"``), with the number of images ``n``, exactly as
+    ``ReconstructionMetrics`` scores validation.
+
+    A model that corrupts its input (denoising, masking, super-resolution) reconstructs the corrupted
+    images, each corrupted with the seed of its dataset ``"index"`` as in its validation loss and
+    ``val/psnr``; the corrupted input's own scores against the clean images are added as ``psnr_input``
+    and ``ssim_input`` (``None`` for other models), the baseline the model has to beat.
+    """
     device = next(model.parameters()).device
     metrics = reconstruction_metrics().to(device)
+    input_metrics = reconstruction_metrics().to(device)
     n = 0
     with evaluating(model):
         for batch in batches:
             x, label = batch["image"].to(device), batch.get("label")
             label = label.to(device) if isinstance(label, torch.Tensor) else None
-            metrics.update(model.to_pixels(with_label(model.reconstruct, x, label=label)), model.to_pixels(x))
+            x_in = model_input(model, {**batch, "image": x})  # x itself unless the model corrupts its input
+            clean = model.to_pixels(x)
+            metrics.update(model.to_pixels(with_label(model.reconstruct, x_in, label=label)), clean)
+            if x_in is not x:
+                input_metrics.update(model.to_pixels(x_in), clean)
             n += x.shape[0]
     if n == 0:
         raise ConfigError("no images to evaluate")
-    return {**{k: float(v) for k, v in metrics.compute().items()}, "n": n}
+    scores: dict[str, Any] = {k: float(v) for k, v in metrics.compute().items()}
+    corrupted = input_metrics["ssim"].update_called
+    inputs = {k: float(v) for k, v in input_metrics.compute().items()} if corrupted else {}
+    return {**scores, "psnr_input": inputs.get("psnr"), "ssim_input": inputs.get("ssim"), "n": n}
 
 
 def score_samples(model: nn.Module, fid: FID, reference: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -126,7 +147,9 @@ def evaluate_checkpoint(
             ``images`` says: its factor grid, or its validation split's attributes.
 
     Returns:
-        The JSON record: dataset, model, β, ``ssim``, ``psnr``, ``n``, ``fid``, ``kid``, their sample counts
+        The JSON record: dataset, model, β, ``ssim``, ``psnr``, ``n`` (``None`` for a model without
+        ``reconstruct``), ``ssim_input`` and ``psnr_input`` (the corrupted input's scores, for models that
+        corrupt their input), ``fid``, ``kid``, their sample counts
         and reference, the disentanglement metrics (``mig``, ``sap``, ``dci_*``, ``factorvae_score``,
         ``betavae_score``, ``modularity``, ``explicitness``; ``None`` without ground truth) with their
         preset, seed and basis, the checkpoint's epoch and step, its run, timings (wall seconds, and the
@@ -137,7 +160,11 @@ def evaluate_checkpoint(
     model.to(device)
     hparams = dict(getattr(model, "hparams", {}) or {})
     start = time.perf_counter()
-    if images is not None:
+    no_reconstruction = api_problem(model, reconstruct=1, to_pixels=1)
+    if no_reconstruction:  # a GAN: samples only
+        recon: dict[str, Any] = {"n": None}
+        evaluated_on = f"no reconstructions ({no_reconstruction})"
+    elif images is not None:
         folder = Path(images).expanduser()
         batch_size = getattr(datamodule, "batch_size", 64)
         recon = score_reconstructions(model, folder_batches(folder, model, batch_size, crop_size))
@@ -155,7 +182,7 @@ def evaluate_checkpoint(
     dataset = datamodule_label(datamodule)
     result: dict[str, Any] = {
         "dataset": dataset,
-        "beta": hparams.get("beta"),
+        "beta": model_beta(type(model).__name__, hparams),
         "kld_weight": hparams.get("kld_weight"),
         "model": type(model).__name__,
         "latent_dim": getattr(model, "latent_dim", None),
@@ -165,8 +192,10 @@ def evaluate_checkpoint(
         "evaluated_on": evaluated_on,
         "images": str(Path(images).expanduser().resolve()) if images is not None else None,
         "n": recon["n"],
-        "ssim": recon["ssim"],
-        "psnr": recon["psnr"],
+        "ssim": recon.get("ssim"),
+        "psnr": recon.get("psnr"),
+        "ssim_input": recon.get("ssim_input"),
+        "psnr_input": recon.get("psnr_input"),
         "metric_note": METRIC_NOTE,
         "fid": samples.get("fid"),
         "kid": samples.get("kid"),

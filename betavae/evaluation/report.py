@@ -23,7 +23,7 @@ from betavae.disentanglement import ALL_KEYS
 from betavae.errors import MissingFileError
 from betavae.evaluation.charts import write_charts
 from betavae.evaluation.tables import as_float, markdown, markdown_table, run_label, table_cells
-from betavae.runs import dataset_label
+from betavae.runs import dataset_label, model_beta
 
 #: CSV columns: the run and model first, the scores, what they rest on, the run's folder and source file
 CSV_FIELDS = (
@@ -34,6 +34,8 @@ CSV_FIELDS = (
     "kld_weight",
     "ssim",
     "psnr",
+    "ssim_input",
+    "psnr_input",
     "fid",
     "kid",
     *ALL_KEYS,
@@ -64,7 +66,9 @@ def _evaluation_records(run: Path) -> list[dict[str, Any]]:
 
 
 def _log_record(config_path: Path) -> dict[str, Any] | None:
-    """The last validation scores of a run's ``metrics.csv`` next to ``config_path``."""
+    """The last validation scores of a run's ``metrics.csv`` next to ``config_path``: SSIM and PSNR (and
+    the corrupted input's, for denoisers) of the last epoch that has them, the last FID; a run with FID
+    only (a GAN) gives its last FID."""
     run = config_path.parent
     metrics = run / "metrics.csv"
     if not metrics.is_file():
@@ -75,19 +79,21 @@ def _log_record(config_path: Path) -> dict[str, Any] | None:
     with metrics.open() as f:
         rows = list(csv.DictReader(f))
     scored = [r for r in rows if r.get("val/psnr") or r.get("val/ssim")]
-    if not scored:
-        return None
-    last = scored[-1]
     fids = [r for r in rows if r.get("val/fid")]
     metrics = [r for r in rows if any(r.get(f"val/{key}") for key in ALL_KEYS)]
+    if not scored and not fids:
+        return None
+    last = scored[-1] if scored else fids[-1]
     record: dict[str, Any] = {
         "dataset": dataset_label(str(data.get("class_path", "unknown")), data_args.get("root"), data_args.get("name")),
-        "beta": _float(model_args.get("beta")),
+        "beta": model_beta(str(model.get("class_path", "")), model_args),
         "kld_weight": _float(model_args.get("kld_weight")),
         "model": str(model.get("class_path", "")).rsplit(".", 1)[-1] or None,
         "latent_dim": model_args.get("latent_dim"),
         "ssim": _float(last.get("val/ssim")),
         "psnr": _float(last.get("val/psnr")),
+        "ssim_input": _float(last.get("val/ssim_input")),
+        "psnr_input": _float(last.get("val/psnr_input")),
         "fid": _float(fids[-1]["val/fid"]) if fids else None,
         "kid": _float(fids[-1].get("val/kid")) if fids else None,
         **{key: _float(metrics[-1].get(f"val/{key}")) if metrics else None for key in ALL_KEYS},
@@ -164,15 +170,20 @@ def series_labels(records: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def study_tables(records: Sequence[Mapping[str, Any]]) -> str:
-    """The study's three tables as Markdown: SSIM and PSNR per dataset and β; FID per dataset and β (with
-    the sample count and reference it rests on); and, for datasets trained with more than one
-    ``kld_weight`` at the same β (the study's batik runs), the kld_weight table."""
+    """The study's three tables as Markdown: SSIM and PSNR per dataset and β (models that reconstruct); FID
+    per dataset and β (with the sample count and reference it rests on; a GAN's row is named by its model in
+    the β column); and, for datasets trained with more than one ``kld_weight`` at the same β (the study's
+    batik runs), the kld_weight table."""
     cells = [{**table_cells(r), "kld": _fmt_kld(r.get("kld_weight"))} for r in records]
+    reconstructing = [c for c, r in zip(cells, records, strict=True) if _float(r.get("ssim")) is not None]
     parts = [
         "## Reconstruction: SSIM and PSNR by dataset and β\n",
         markdown(
             ["dataset", "β", "kld_weight", "SSIM", "PSNR (dB)", "n", "evaluated on"],
-            [[c["dataset"], c["beta"], c["kld"], c["ssim"], c["psnr"], c["n"], c["evaluated_on"]] for c in cells],
+            [
+                [c["dataset"], c["beta"], c["kld"], c["ssim"], c["psnr"], c["n"], c["evaluated_on"]]
+                for c in reconstructing
+            ],
         ),
         "\n\n## Samples: FID by dataset and β\n",
         markdown(
@@ -180,7 +191,7 @@ def study_tables(records: Sequence[Mapping[str, Any]]) -> str:
             [
                 [
                     c["dataset"],
-                    c["beta"],
+                    c["beta"] if r.get("beta") is not None else c["model"],  # a GAN: its model
                     c["kld"],
                     c["fid"],
                     _fmt_float(r.get("kid"), 4),

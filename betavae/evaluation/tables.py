@@ -33,6 +33,8 @@ DISENTANGLEMENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Modularity", "modularity"),
     ("Explicitness", "explicitness"),
 )
+#: (header, key) added when a row corrupts its input (denoising, super-resolution): the input's own scores
+INPUT_COLUMNS: tuple[tuple[str, str], ...] = (("SSIM of input", "ssim_input"), ("PSNR of input (dB)", "psnr_input"))
 # what every number rests on, and where it comes from
 BASIS_COLUMNS: tuple[tuple[str, str], ...] = (
     ("n", "n"),
@@ -100,20 +102,25 @@ def table_cells(result: Mapping[str, Any]) -> dict[str, str]:
         "evaluated_on": fmt(result.get("evaluated_on"), 0),
         "fid_basis": basis,
         "run_label": run_label(result),
+        "ssim_input": fmt(as_float(result.get("ssim_input")), 3),
+        "psnr_input": fmt(as_float(result.get("psnr_input")), 2),
     }
     cells.update({key: fmt(as_float(result.get(key)), 3) for _, key in DISENTANGLEMENT_COLUMNS})
     return cells
 
 
 def result_columns(results: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
-    """The columns of a results table: the study's, the disentanglement metrics when any result has one,
-    then n, what was evaluated, FID's basis and the run."""
+    """The columns of a results table: the study's, the corrupted input's SSIM and PSNR when any result has
+    them, the disentanglement metrics when any result has one, then n, what was evaluated, FID's basis and
+    the run."""
+    inputs = INPUT_COLUMNS if any(as_float(r.get("psnr_input")) is not None for r in results) else ()
     metrics = DISENTANGLEMENT_COLUMNS if has_disentanglement(results) else ()
-    return (*STUDY_COLUMNS, *metrics, *BASIS_COLUMNS)
+    return (*STUDY_COLUMNS, *inputs, *metrics, *BASIS_COLUMNS)
 
 
 def markdown_table(results: Sequence[Mapping[str, Any]]) -> str:
-    """The results table: dataset, model, β, SSIM, PSNR dB, FID, [the disentanglement metrics], n, what was
+    """The results table: dataset, model, β, SSIM, PSNR dB, FID, [the input's SSIM and PSNR], [the
+    disentanglement metrics], n, what was
     evaluated, what FID rests on, and the run."""
     columns = result_columns(results)
     rows = [[table_cells(r)[key] for _, key in columns] for r in results]

@@ -15,6 +15,7 @@ from betavae.callbacks.codes import ValidationCodes, dimension_captions, ground_
 from betavae.callbacks.traversal import LatentTraversal, check_dims, mean_kl_per_dim, render_traversal, top_dims
 from betavae.errors import ConfigError
 from betavae.evaluation.evaluate import load_weights, run_dir_of, validation_batches
+from betavae.model_api import api_problem
 
 
 def parse_dims(dims: Sequence[int] | str | int | None) -> list[int] | None:
@@ -82,6 +83,9 @@ def traverse_checkpoint(
         output_dir: Where the files go; ``None``: ``evaluation/`` in the checkpoint's run folder.
         weights_only: Passed to ``torch.load`` (see ``load_weights``).
     """
+    problem = api_problem(model, encode=1, decode=1, to_pixels=1)
+    if problem:
+        raise ConfigError(f"traverse: {problem}: a traversal starts from an image's encoding (a GAN has no encoder)")
     settings = settings if settings is not None else LatentTraversal()
     dims = parse_dims(dims)
     info = load_weights(model, ckpt_path, weights_only)

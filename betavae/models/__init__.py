@@ -5,6 +5,7 @@ from betavae.models.base import AutoencoderModule, NonFiniteLossError
 from betavae.models.corruption import Corruption, Downsample, GaussianNoise, Masking
 from betavae.models.disentangling import DIPVAE, BetaTCVAE
 from betavae.models.factor_vae import FactorVAE
+from betavae.models.gan import DCGAN
 from betavae.models.posterior import DiagonalGaussian
 from betavae.models.vae import VAE, BetaVAE, ConditionalVAE
 
@@ -17,6 +18,7 @@ __all__ = [
     "BetaVAE",
     "ConditionalVAE",
     "Corruption",
+    "DCGAN",
     "DiagonalGaussian",
     "Downsample",
     "FactorVAE",

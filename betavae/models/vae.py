@@ -52,6 +52,8 @@ class VAE(AutoencoderModule):
             disentanglement benchmarks.
         condition_size: Extra input channels of the encoder and extra inputs of the decoder: 0 for an
             unconditional VAE; ``ConditionalVAE`` passes its number of classes.
+        decoder_kernel_size: Kernel of the study network's decoder ConvTranspose2d layers: 3 (the study's) or
+            4 (k4 s2 p1, the textbook CelebA VAE's); see ``ConvDecoder``. The Burgess decoder is k4 by design.
         **kwargs: ``AutoencoderModule`` arguments (image shape, normalization, optimizer, likelihood).
     """
 
@@ -62,6 +64,7 @@ class VAE(AutoencoderModule):
         kld_weight: float = 0.0025,
         architecture: Literal["study", "burgess"] = "study",
         condition_size: int = 0,
+        decoder_kernel_size: int = 3,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -78,7 +81,17 @@ class VAE(AutoencoderModule):
         self.encoder = encoder(self.in_channels + cond, self.image_size, hidden_channels)
         self.fc_mu = nn.Linear(self.encoder.out_features, latent_dim)
         self.fc_logvar = nn.Linear(self.encoder.out_features, latent_dim)
-        self.decoder = decoder(latent_dim + cond, self.in_channels, self.image_size, hidden_channels)
+        if architecture == "study":
+            self.decoder = ConvDecoder(
+                latent_dim + cond, self.in_channels, self.image_size, hidden_channels, decoder_kernel_size
+            )
+        elif decoder_kernel_size != 3:
+            raise ConfigError(
+                f"decoder_kernel_size applies to architecture 'study'; the {architecture!r} decoder's kernel is "
+                f"fixed, got decoder_kernel_size {decoder_kernel_size}"
+            )
+        else:
+            self.decoder = decoder(latent_dim + cond, self.in_channels, self.image_size, hidden_channels)
 
     # ----------------------------------------------------------------- public API
     def encode(self, x: torch.Tensor, label: torch.Tensor | None = None) -> DiagonalGaussian:

@@ -78,10 +78,22 @@ class ConvDecoder(nn.Module):
         out_channels: Output image channels.
         image_size: Output height and width; a multiple of ``2 ** len(hidden_channels)``.
         hidden_channels: The encoder's channels, in encoder order; the decoder runs them in reverse.
+        kernel_size: Kernel of the ConvTranspose2d blocks: 3 (the study's: stride 2, padding 1, output
+            padding 1) or 4 (stride 2, padding 1, no output padding); both double the size exactly.
     """
 
-    def __init__(self, latent_dim: int, out_channels: int, image_size: int, hidden_channels: Sequence[int]) -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        out_channels: int,
+        image_size: int,
+        hidden_channels: Sequence[int],
+        kernel_size: int = 3,
+    ) -> None:
         super().__init__()
+        if kernel_size not in (3, 4):
+            raise ValueError(f"kernel_size must be 3 or 4 (both double the size with stride 2), got {kernel_size}")
+        self.kernel_size = kernel_size
         hidden = tuple(int(c) for c in reversed(tuple(hidden_channels)))  # e.g. 512, 256, ..., 32
         check_positive(latent_dim=latent_dim)
         check_positive(out_channels=out_channels)
@@ -96,10 +108,10 @@ class ConvDecoder(nn.Module):
             nn.Conv2d(hidden[-1], out_channels, kernel_size=3, padding=1),
         )
 
-    @staticmethod
-    def _up(cin: int, cout: int) -> nn.Module:
+    def _up(self, cin: int, cout: int) -> nn.Module:
+        k = self.kernel_size
         return nn.Sequential(
-            nn.ConvTranspose2d(cin, cout, kernel_size=3, stride=2, padding=1, output_padding=1),
+            nn.ConvTranspose2d(cin, cout, kernel_size=k, stride=2, padding=1, output_padding=4 - k),
             nn.BatchNorm2d(cout),
             nn.LeakyReLU(),
         )
