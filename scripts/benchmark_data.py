@@ -49,7 +49,7 @@ from torchvision import datasets
 from torchvision import transforms as T
 
 from betavae.data import CachedImageDataset, ImageDataModule, ImageFolderDataModule
-from betavae.data.cache import file_digest
+from betavae.data.cache_keys import file_digest
 from betavae.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 TARGET = 20.0

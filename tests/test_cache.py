@@ -16,7 +16,8 @@ from conftest import write_broken_images, write_images
 from lightning.pytorch.loggers import CSVLogger
 
 from betavae.data import BadImagesError, CachedImageDataset, ImageFolderDataModule, default_cache_dir, load_image
-from betavae.data.cache import DecodedCache, Source, cache_key, file_digest
+from betavae.data.cache import DecodedCache
+from betavae.data.cache_keys import Source, cache_key, file_digest
 
 
 def folder_dm(root: Path, cache: Path, **kwargs) -> ImageFolderDataModule:
@@ -143,7 +144,7 @@ def test_overwritten_cache_content_is_rebuilt(photos, tmp_path, caplog):
 
 def test_a_new_decoder_version_rebuilds_the_cache(photos, tmp_path, caplog, monkeypatch):
     setup_dm(photos, tmp_path / "cache")
-    monkeypatch.setattr("betavae.data.cache.decoder_versions", lambda: {"pillow": "99.0", "torchvision": "9.9"})
+    monkeypatch.setattr("betavae.data.cache_keys.decoder_versions", lambda: {"pillow": "99.0", "torchvision": "9.9"})
     assert setup_dm(photos, tmp_path / "cache").cache_entry.built
     assert "now {'pillow': '99.0'" in caplog.text
 
@@ -205,7 +206,7 @@ def test_cache_key_covers_paths_sizes_times_and_preprocessing():
 
 
 def test_file_digest_sees_every_byte(tmp_path, monkeypatch):
-    monkeypatch.setattr("betavae.data.cache.DIGEST_CHUNK", 1000)  # several chunks, and a byte on a chunk edge
+    monkeypatch.setattr("betavae.data.cache_keys.DIGEST_CHUNK", 1000)  # several chunks, and a byte on a chunk edge
     path = tmp_path / "rows.u8"
     data = np.random.default_rng(0).integers(0, 256, 16_000 + 7, dtype=np.uint8)
     path.write_bytes(data.tobytes())

@@ -2,7 +2,8 @@
 
 from betavae.data.base import ImageDataModule, IndexedSubset, TensorImageDataset, split_indices
 from betavae.data.batik import BatikDataModule, random_patches
-from betavae.data.cache import BadImagesError, CachedImageDataset, DecodedCache, default_cache_dir
+from betavae.data.cache import BadImagesError, CachedImageDataset, DecodedCache
+from betavae.data.cache_keys import default_cache_dir
 from betavae.data.cars import StanfordCarsDataModule
 from betavae.data.celeba import CelebADataModule
 from betavae.data.dsprites import DSpritesDataModule

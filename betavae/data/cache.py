@@ -21,10 +21,8 @@ replaces it: new files get new names and ``meta.json`` is swapped atomically.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
-import mmap
 import os
 import socket
 import time
@@ -34,87 +32,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import PIL
 import torch
-import torchvision
-import xxhash
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
+from betavae.data import cache_keys
+from betavae.data.cache_keys import (
+    FORMAT,
+    Source,
+    cache_key,
+    file_digest,
+)
 from betavae.errors import BetaVAEError, DataError
 from betavae.runs import trainer_run_dir
-
-CACHE_ENV = "BETAVAE_CACHE_DIR"
-FORMAT = 2  # 2: the digest covers every byte of the image file (1 hashed 64 rows)
-DIGEST_CHUNK = 64 << 20  # bytes hashed at a time
 
 
 class BadImagesError(BetaVAEError, RuntimeError):
     """Too many source images could not be read."""
-
-
-def default_cache_dir() -> Path:
-    """``$BETAVAE_CACHE_DIR``, else ``$XDG_CACHE_HOME/betavae``, else ``~/.cache/betavae``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "betavae"
-
-
-@dataclass(frozen=True)
-class Source:
-    """One source file as the key sees it: path relative to the root, size in bytes, mtime in ns."""
-
-    path: str
-    size: int
-    mtime_ns: int
-
-
-def fingerprint(files: Sequence[Path], root: Path) -> list[Source]:
-    """The ``Source`` of every file, in the given (sorted) order."""
-    sources = []
-    for file in files:
-        stat = file.stat()
-        sources.append(Source(file.relative_to(root).as_posix(), stat.st_size, stat.st_mtime_ns))
-    return sources
-
-
-def decoder_versions() -> dict[str, str]:
-    """The libraries whose output the cache stores: a new version may decode or resize differently."""
-    return {"pillow": PIL.__version__, "torchvision": torchvision.__version__}
-
-
-def cache_key(sources: Sequence[Source], preprocessing: dict[str, Any]) -> str:
-    """SHA-256 hex digest of the cache format, the decoder versions, the preprocessing and the source list."""
-    ident = {"format": FORMAT, "versions": decoder_versions(), "preprocessing": preprocessing}
-    h = hashlib.sha256(json.dumps(ident, sort_keys=True).encode())
-    for s in sources:
-        h.update(f"{s.path}\t{s.size}\t{s.mtime_ns}\n".encode())
-    return h.hexdigest()
-
-
-def cache_folder(cache_dir: Path, root: Path, preprocessing: dict[str, Any]) -> Path:
-    """The folder of ``root`` at ``preprocessing``: one per source folder and parameter set."""
-    ident = json.dumps({"root": str(root.resolve()), "preprocessing": preprocessing}, sort_keys=True)
-    return cache_dir / f"{root.resolve().name or 'root'}-{hashlib.sha256(ident.encode()).hexdigest()[:16]}"
-
-
-def file_digest(path: str | Path) -> str:
-    """XXH3-128 of every byte of the file at ``path`` (read in ``DIGEST_CHUNK`` pieces), as hex.
-
-    A fast non-cryptographic hash: it guards against damaged or overwritten files, not against tampering.
-    """
-    h = xxhash.xxh3_128()
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size:
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                view = memoryview(mapped)
-                try:
-                    for start in range(0, size, DIGEST_CHUNK):
-                        h.update(view[start : start + DIGEST_CHUNK])
-                finally:
-                    view.release()
-    return h.hexdigest()
 
 
 @dataclass
@@ -306,8 +240,8 @@ class DecodedCache:
     def _describe_change(self, meta: dict[str, Any]) -> str:
         if meta.get("format") != FORMAT:
             return f"cache format {meta.get('format')} is not the current {FORMAT}"
-        if meta.get("versions") != decoder_versions():
-            return f"built with {meta.get('versions')}, now {decoder_versions()}"
+        if meta.get("versions") != cache_keys.decoder_versions():
+            return f"built with {meta.get('versions')}, now {cache_keys.decoder_versions()}"
         old_path = self.folder / f"sources-{str(meta.get('key', ''))[:16]}.tsv"
         if not old_path.is_file():
             return "the source files changed since it was built"
@@ -378,7 +312,7 @@ class DecodedCache:
             "shape": list(shape),
             "digest": digest,
             "num_sources": len(self.sources),
-            "versions": decoder_versions(),
+            "versions": cache_keys.decoder_versions(),
             "bad": bad,
             "preprocessing": self.preprocessing,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

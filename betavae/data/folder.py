@@ -22,13 +22,11 @@ from betavae.data.cache import (
     CachedImageDataset,
     CacheEntry,
     DecodedCache,
-    cache_folder,
     check_bad_files,
     decode_files,
-    default_cache_dir,
-    fingerprint,
     load_or_build,
 )
+from betavae.data.cache_keys import cache_folder, default_cache_dir, fingerprint
 from betavae.errors import ConfigError, MissingFileError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")

@@ -25,7 +25,8 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from betavae.data.base import ImageDataModule
-from betavae.data.cache import CacheEntry, DecodedCache, cache_folder, default_cache_dir, fingerprint, load_or_build
+from betavae.data.cache import CacheEntry, DecodedCache, load_or_build
+from betavae.data.cache_keys import cache_folder, default_cache_dir, fingerprint
 from betavae.data.ground_truth import factor_rows, factors_of_rows, uniform_factors
 from betavae.errors import ConfigError, DataError, MissingFileError
 
