@@ -59,7 +59,7 @@ def test_the_whole_smoke_study_covers_every_model(tmp_path):
             ("BetaVAE loss_type=H β=1", "1.0"): 2,
             ("BetaVAE loss_type=H β=4", "4.0"): 2,
             ("BetaVAE loss_type=B", ""): 1,
-            ("BetaTCVAE", "6.0"): 1,
+            ("BetaTCVAE β=6", "6.0"): 1,
             ("FactorVAE", ""): 1,
             ("DIPVAE dip_type=i lambda_od=10 lambda_d=100", ""): 1,
             ("DIPVAE dip_type=ii lambda_od=1 lambda_d=1", ""): 1,
