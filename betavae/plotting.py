@@ -242,6 +242,47 @@ def line_chart(
     return path
 
 
+def median_chart(
+    series: Mapping[str, Sequence[tuple[float, float, float, float]]],
+    path: str | Path,
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    log_x: bool = False,
+    references: Mapping[str, tuple[float, float, float]] | None = None,
+) -> Path:
+    """Medians over seeds with their spread: one line per series through its points (x, median, low, high),
+    in increasing x, each point with an error bar from low to high (none when they are equal: one seed);
+    each reference (median, low, high), a setting without x (a comparison model at its weights), is a dashed
+    horizontal line at its median over a shaded band from low to high."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for name, points in series.items():
+        if not points:
+            continue
+        xs, ys, lows, highs = zip(*sorted(points), strict=True)
+        yerr = [[y - lo for y, lo in zip(ys, lows, strict=True)], [hi - y for y, hi in zip(ys, highs, strict=True)]]
+        ax.errorbar(xs, ys, yerr=yerr, fmt="o-", markersize=4, capsize=3, label=name)
+    for name, (median, low, high) in (references or {}).items():
+        line = ax.axhline(median, linestyle="--", linewidth=1, label=name)
+        if high > low:
+            ax.axhspan(low, high, color=line.get_color(), alpha=0.12)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if series or references:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _mean_at(points: Sequence[tuple[float, float]], x: float) -> float:
     ys = [py for px, py in points if px == x]
     return sum(ys) / len(ys)

@@ -80,7 +80,10 @@ def datamodule_label(datamodule: Any) -> str:
 
 def model_beta(variant: str, hparams: Mapping[str, Any]) -> float | None:
     """The β a run is compared by: the model's ``beta``; 1 for a plain (or conditional) VAE, whose KL is
-    unweighted; ``None`` for models without a KL term (deterministic autoencoders, GANs)."""
+    unweighted; ``None`` for models without a KL term (deterministic autoencoders, GANs) and for the capacity
+    loss (``loss_type: B``, the AnnealedVAE), whose KL weight is γ and whose ``beta`` is unused."""
+    if hparams.get("loss_type") == "B":
+        return None
     beta = hparams.get("beta")
     if beta is None and short_name(variant) in UNIT_BETA_VARIANTS:
         return 1.0

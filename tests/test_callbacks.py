@@ -322,7 +322,7 @@ def test_callbacks_run_under_ddp(tmp_path):
 
     callbacks = [
         ReconstructionMetrics(),
-        FID(every_n_epochs=1, num_samples=11, kid_subset_size=4, feature_extractor=CountingFeatures()),
+        FID(every_n_epochs=1, num_samples=11, batch_size=4, kid_subset_size=4, feature_extractor=CountingFeatures()),
         LatentTraversal(top_k=2),
     ]
     common.update(logger=L.pytorch.loggers.CSVLogger(tmp_path, name="ddp"))

@@ -360,12 +360,15 @@ def test_report_charts_draw_every_run_they_name(tmp_path, monkeypatch):
     from betavae.evaluation import charts
 
     drawn = {}
-    monkeypatch.setattr(charts, "line_chart", lambda series, path, *a, **k: drawn.setdefault(path.stem, series))
+    monkeypatch.setattr(charts, "median_chart", lambda series, path, *a, **k: drawn.setdefault(path.stem, series))
     monkeypatch.setattr(charts, "labelled_scatter", lambda points, path, *a, **k: drawn.setdefault(path.stem, points))
     records = [record("b4", "BetaVAE", 4.0, 22.0, 0.2), record("b16", "BetaVAE", 16.0, 19.0, 0.35)]
     records += [record("b4s1", "BetaVAE", 4.0, 23.0, 0.4), record("ae", "Autoencoder", None, 26.0, 0.02)]
     charts.write_charts(records, ["a", "b", "c", "d"], tmp_path)
-    assert drawn["mig_vs_beta"] == {"BetaVAE · shapes": [(4.0, 0.2), (16.0, 0.35), (4.0, 0.4)]}  # no β: not drawn
+    # runs without a config.yaml are never merged over seeds: each its own point (median = min = max)
+    assert drawn["mig_vs_beta"] == {
+        "BetaVAE · shapes": [(4.0, 0.2, 0.2, 0.2), (4.0, 0.4, 0.4, 0.4), (16.0, 0.35, 0.35, 0.35)]
+    }
     assert drawn["tradeoff_psnr_mig"] == [
         (0.2, 22.0, "BetaVAE β=4", "shapes"),
         (0.35, 19.0, "BetaVAE β=16", "shapes"),

@@ -2,7 +2,8 @@
 
 - ``<metric>.png`` for SSIM, PSNR and FID: bars by dataset, one per run (``β=10``, ...);
 - ``<metric>_vs_beta.png`` for each disentanglement metric: the metric against β, one line per model
-  and dataset (models without β, deterministic autoencoders, are left out);
+  and dataset through the median over seeds with [min, max] error bars; settings without β (comparison
+  models at their weights) as a dashed median over a [min, max] band;
 - ``tradeoff_psnr_mig.png``: the reconstruction–disentanglement trade-off, PSNR against MIG, one point
   per run labelled with its model and β, coloured by dataset.
 """
@@ -13,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from betavae.evaluation.seeds import aggregate
 from betavae.evaluation.tables import DISENTANGLEMENT_COLUMNS, as_float
-from betavae.plotting import bar_chart, labelled_scatter, line_chart
+from betavae.plotting import bar_chart, labelled_scatter, median_chart
 
 BAR_METRICS = (("ssim", "SSIM"), ("psnr", "PSNR (dB)"), ("fid", "FID"))
 
@@ -43,20 +45,35 @@ def model_label(record: Mapping[str, Any]) -> str:
 
 def beta_charts(records: Sequence[Mapping[str, Any]], out: Path) -> dict[str, Path]:
     """``<metric>_vs_beta.png`` per disentanglement metric that some run with a β has: one line per
-    (model, dataset), β on a log axis when it spans a factor of 10 or more."""
+    (model, dataset) through the median over seeds at each β, with [min, max] as error bars where there are
+    several seeds (``betavae.evaluation.seeds``); each setting without β on the same chart as a dashed
+    median with a shaded [min, max] band; β on a log axis when it spans a factor of 10 or more."""
+    groups = aggregate(records)
     files = {}
     for name, key in DISENTANGLEMENT_COLUMNS:
-        series: dict[str, list[tuple[float, float]]] = {}
-        for r in records:
-            beta, value = as_float(r.get("beta")), as_float(r.get(key))
-            if beta is not None and value is not None:
-                series.setdefault(f"{r.get('model') or '?'} · {r.get('dataset')}", []).append((beta, value))
+        series: dict[str, list[tuple[float, float, float, float]]] = {}
+        references: dict[str, tuple[float, float, float]] = {}
+        for g in groups:
+            stats = g.stats.get(key)
+            if stats is None:
+                continue
+            median, low, high, _ = stats
+            if g.beta is not None:
+                series.setdefault(f"{g.name} · {g.dataset}", []).append((g.beta, median, low, high))
+            else:
+                references[f"{g.label} · {g.dataset}"] = (median, low, high)
         if not series:
             continue
-        betas = [b for points in series.values() for b, _ in points]
+        betas = [b for points in series.values() for b, *_ in points]
         log_x = min(betas) > 0 and max(betas) / min(betas) >= 10
-        files[f"{key}_vs_beta"] = line_chart(
-            series, out / f"{key}_vs_beta.png", "β", name, title=f"{name} against β", log_x=log_x
+        files[f"{key}_vs_beta"] = median_chart(
+            series,
+            out / f"{key}_vs_beta.png",
+            "β",
+            f"{name} (median over seeds, [min, max])",
+            title=f"{name} against β",
+            log_x=log_x,
+            references=references,
         )
     return files
 

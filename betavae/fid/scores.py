@@ -20,6 +20,11 @@ class GenerativeScores(nn.Module):
     (both in [0, 1], (B, C, H, W)); ``reset()`` forgets the generated ones only, so the reference
     features are computed once and reused. States are summed (FID) or gathered (KID) across processes.
 
+    KID's feature lists are gathered element by element (torchmetrics' ``KernelInceptionDistance`` keeps
+    them unreduced), so processes that added different numbers of batches would wait on each other for
+    ever; this class therefore keeps KID's features itself and hands KID one tensor per set and process
+    just before computing.
+
     Args:
         extractor: Maps [0, 1] images (B, C, H, W) to features (B, d); needs a ``num_features``
             attribute (d). ``InceptionFeatures`` for the standard FID.
@@ -41,8 +46,9 @@ class GenerativeScores(nn.Module):
                 feature=Precomputed(num_features),
                 subsets=kid_subsets,
                 subset_size=kid_subset_size,
-                reset_real_features=False,
+                reset_real_features=True,  # refilled from the buffers below at every compute
             )
+        self.kid_features: dict[bool, list[torch.Tensor]] = {True: [], False: []}  # real / generated, (B, d)
 
     @torch.no_grad()
     def update(self, images: torch.Tensor, real: bool) -> None:
@@ -52,7 +58,7 @@ class GenerativeScores(nn.Module):
         """Add precomputed features (B, d) of reference (``real``) or generated images."""
         features = features.detach().double()  # FID's covariance sums are float64 anyway
         self.fid.update(features, real=real)
-        self.kid.update(features, real=real)
+        self.kid_features[real].append(features)
 
     @property
     def num_real(self) -> int:
@@ -77,6 +83,16 @@ class GenerativeScores(nn.Module):
             raise ConfigError(f"FID needs at least 2 reference and 2 generated images, got {num_real} and {num_fake}")
         fid = float(self.fid.compute())
         self.kid.subset_size = min(self.kid_subset_size, num_real, num_fake)
+        self.kid.reset()
+        width = self.extractor.num_features
+        for real in (True, False):  # one tensor per set on every process, possibly (0, d): even gathers
+            kept = self.kid_features[real]
+            self.kid.update(
+                torch.cat(kept)
+                if kept
+                else torch.zeros(0, width, dtype=torch.float64, device=self.fid.real_features_num_samples.device),
+                real=real,
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             kid, kid_std = (float(v) for v in self.kid.compute())
@@ -86,6 +102,7 @@ class GenerativeScores(nn.Module):
         """Forget the generated images; keep the reference features."""
         self.fid.reset()
         self.kid.reset()
+        self.kid_features[False].clear()
 
 
 def reference_room(max_real_images: int | None, world_size: int, num_real: int) -> int | None:
