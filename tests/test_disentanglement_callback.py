@@ -184,6 +184,9 @@ def test_traversal_rows_name_the_factor_each_dimension_follows(tmp_path):
     assert float(callback.last_captions[0][-5:-1]) > 0.5
     assert row_label(0, callback.last_kl, callback.last_captions[0]).startswith("z0 · KL 0.")
     assert row_label(3, None, None) == "z3"
+    kl = torch.tensor([1.8, 0.004])
+    assert row_label(0, kl, "pos_x ↑ (MI 0.63)") == "z0 · KL 1.80 · pos_x ↑ (MI 0.63)"
+    assert row_label(1, kl, "shape ↑ (MI 0.14)") == "z1 · KL 0.00 · inactive"  # a row that moves nothing
 
 
 def test_traversal_rows_name_the_attribute_with_its_auc(tmp_path):

@@ -111,11 +111,21 @@ def traverse_latents(
     return images.reshape(len(dims), len(values), *images.shape[1:])
 
 
+#: mean KL (nats) below which a dimension counts as inactive: its posterior is the prior, decoding it moves nothing
+INACTIVE_KL = 0.01
+
+
 def row_label(dim: int, kl: torch.Tensor | None = None, caption: str | None = None) -> str:
-    """A traversal row's label: ``z3``, its mean KL and what it stands for, ``z3 · KL 2.10 · pos_x ↑ (MI 0.78)``."""
+    """A traversal row's label: ``z3``, its mean KL and what it stands for, ``z3 · KL 2.10 · pos_x ↑ (MI 0.78)``.
+
+    A dimension whose mean KL is below ``INACTIVE_KL`` is labelled ``inactive`` instead of by the factor its
+    (noise-level) μ happens to correlate with best: its row does not move anything to name.
+    """
     parts = [f"z{dim}"]
     if kl is not None:
         parts.append(f"KL {float(kl[dim]):.2f}")
+        if float(kl[dim]) < INACTIVE_KL:
+            return " · ".join([*parts, "inactive"])
     if caption:
         parts.append(caption)
     return " · ".join(parts)
