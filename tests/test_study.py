@@ -50,4 +50,4 @@ def test_the_whole_smoke_study(tmp_path):
     recon, fid, kld = sections((tmp_path / "report" / "study_tables.md").read_text())
     assert len(recon) == 10 and len(fid) == 14 and len(kld) == 2
     assert sum("| DCGAN |" in row for row in fid) == 4
-    assert {row.split("|")[1].strip() for row in recon} == {"batik", "celeba", "cats", "stanford_cars"}
+    assert {row.split("|")[1].strip() for row in recon} == {"batik", "celeba", "cats", "stanfordcars"}
