@@ -287,6 +287,9 @@ class RunCheckpoint(ModelCheckpoint):
         verbose: Log each save.
         save_last: Keep ``last.ckpt`` as described above.
         save_top_k: How many best checkpoints to keep (0: none, -1: all).
+        save_on_exception: Lightning's: also save a checkpoint named like the best ones when the run stops on
+            any exception, a NaN loss included (off by default; ``last.ckpt`` keeps the last good state either
+            way). Accepted too so that run configs written with Lightning's ``ModelCheckpoint`` still load.
         save_weights_only: Save only the weights (no optimizer state: such a checkpoint cannot resume).
         mode: ``min`` or ``max``: whether a lower or a higher ``monitor`` is better.
         auto_insert_metric_name: Insert ``name=`` before each metric in ``filename``.
@@ -305,6 +308,7 @@ class RunCheckpoint(ModelCheckpoint):
         verbose: bool = False,
         save_last: bool = True,
         save_top_k: int = 1,
+        save_on_exception: bool = False,
         save_weights_only: bool = False,
         mode: Literal["min", "max"] = "min",
         auto_insert_metric_name: bool = True,
@@ -321,6 +325,7 @@ class RunCheckpoint(ModelCheckpoint):
             verbose=verbose,
             save_last=False,  # written here, every epoch (see the class docstring)
             save_top_k=save_top_k,
+            save_on_exception=save_on_exception,
             save_weights_only=save_weights_only,
             mode=mode,
             auto_insert_metric_name=auto_insert_metric_name,

@@ -352,3 +352,11 @@ def test_a_checkpoint_of_other_shapes_names_both(tmp_path, monkeypatch, capsys):
     assert code == 1 and "does not fit" in err
     assert "checkpoint (8, 1, 3, 3), model (8, 3, 3, 3)" in err
     assert "in_channels: checkpoint 1, config 3 (set by data.init_args.channels)" in err
+
+
+def test_a_run_config_with_lightnings_checkpoint_settings_still_loads(tmp_path, monkeypatch):
+    # config.yaml files written while the CLI used Lightning's ModelCheckpoint hold save_on_exception
+    monkeypatch.chdir(tmp_path)
+    cli = BetaVAECLI(args=[*EPOCHS_OF_2, "--checkpoint.save_on_exception=false"], run=False)
+    checkpoint = next(c for c in cli.trainer.callbacks if type(c).__name__ == "RunCheckpoint")
+    assert checkpoint.save_on_exception is False and checkpoint.keep_last
