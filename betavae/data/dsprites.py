@@ -197,6 +197,7 @@ class DSpritesDataModule(FactorGridDataModule):
 
     file_name = DSPRITES_FILE
     dataset_name = "dSprites"
+    file_class = DSpritesFile
     urls = DSPRITES_URLS
 
     def __init__(
@@ -220,15 +221,6 @@ class DSpritesDataModule(FactorGridDataModule):
             flip=flip,
             **kwargs,
         )
-        self._file: DSpritesFile | None = None
-
-    def open_file(self) -> DSpritesFile:
-        if self._file is None:
-            self._file = DSpritesFile(self.find_file())
-        return self._file
-
-    def read_grid(self, path: Path) -> FactorGrid:
-        return self.open_file().grid()
 
     def preprocessing(self) -> dict[str, Any]:
         return {"kind": "dsprites_packbits"}  # stored at the file's size; sizing happens per batch

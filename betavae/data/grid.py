@@ -149,6 +149,8 @@ class FactorGridDataModule(ImageDataModule):
     dataset_name: str = ""
     urls: tuple[str, ...] = ()
     label_factor_name: str = "shape"
+    #: the reader of ``file_name``: built as ``file_class(path)``, with ``grid()`` (and what ``cache_rows`` needs)
+    file_class: Any = None
 
     def __init__(
         self,
@@ -168,11 +170,18 @@ class FactorGridDataModule(ImageDataModule):
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self._grid: FactorGrid | None = None
         self._images: GridImages | None = None
+        self._file: Any = None
 
     # ----------------------------------------------------------------- what a dataset module says
+    def open_file(self) -> Any:
+        """The file's reader (``file_class``), opened once."""
+        if self._file is None:
+            self._file = self.file_class(self.find_file())
+        return self._file
+
     def read_grid(self, path: Path) -> FactorGrid:
         """The factors of the file, checked to be a complete grid in mixed-radix order."""
-        raise NotImplementedError
+        return self.open_file().grid()
 
     def preprocessing(self) -> dict[str, Any]:
         """Everything that decides the stored rows (part of the cache key)."""

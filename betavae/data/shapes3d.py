@@ -145,6 +145,7 @@ class Shapes3DDataModule(FactorGridDataModule):
 
     file_name = SHAPES3D_FILE
     dataset_name = "3D Shapes"
+    file_class = Shapes3DFile
     urls = SHAPES3D_URLS
 
     def __init__(
@@ -168,15 +169,6 @@ class Shapes3DDataModule(FactorGridDataModule):
             flip=flip,
             **kwargs,
         )
-        self._file: Shapes3DFile | None = None
-
-    def open_file(self) -> Shapes3DFile:
-        if self._file is None:
-            self._file = Shapes3DFile(self.find_file())
-        return self._file
-
-    def read_grid(self, path: Path) -> FactorGrid:
-        return self.open_file().grid()
 
     def preprocessing(self) -> dict[str, Any]:
         return {"kind": "3dshapes", "image_size": self.image_size, "channels": self.num_channels}
