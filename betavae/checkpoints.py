@@ -32,6 +32,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from betavae.errors import CheckpointError, MissingFileError
+from betavae.runs import process_alive
 
 TEMP_SUFFIX = ".tmp"
 #: hyperparameters that decide the shapes of a model's weights, and where a config sets them
@@ -45,16 +46,6 @@ SHAPE_SETTINGS = {
 
 
 # --------------------------------------------------------------------------- writing
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def temporary_path(path: Path) -> Path:
     """Where ``path`` is written before it is renamed into place: a hidden file in the same folder,
     named with this host and process so that an abandoned one can be recognised."""
@@ -67,7 +58,7 @@ def remove_abandoned_temporaries(folder: Path) -> list[Path]:
     host, removed = socket.gethostname(), []
     for path in Path(folder).glob(f"**/.*.ckpt.{host}.*{TEMP_SUFFIX}"):
         pid = path.name[: -len(TEMP_SUFFIX)].rsplit(".", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -12,6 +12,7 @@ The one home of these rules, shared by the CLI, the callbacks, W&B tracking, ``e
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,17 @@ import torch
 UNIT_BETA_VARIANTS = ("VAE", "ConditionalVAE")
 
 _RUN_DIRS: weakref.WeakKeyDictionary[L.Trainer, Path] = weakref.WeakKeyDictionary()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs: a temporary file whose writer is gone is abandoned."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True
 
 
 def run_dir_of(ckpt_path: str | Path) -> Path:

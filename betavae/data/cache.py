@@ -44,7 +44,7 @@ from betavae.data.cache_keys import (
     file_digest,
 )
 from betavae.errors import BetaVAEError, DataError
-from betavae.runs import trainer_run_dir
+from betavae.runs import process_alive, trainer_run_dir
 
 
 class BadImagesError(BetaVAEError, RuntimeError):
@@ -166,16 +166,6 @@ def decode_files(
 
 
 # --------------------------------------------------------------------------- the cache folder
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
@@ -330,7 +320,7 @@ class DecodedCache:
         host = socket.gethostname()
         for path in self.folder.glob(f".*.{host}.*.tmp"):
             pid = path.name.rsplit(".", 2)[-2]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not process_alive(int(pid)):
                 path.unlink(missing_ok=True)
 
     def _remove_other_keys(self, tag: str) -> None:

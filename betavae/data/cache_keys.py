@@ -32,6 +32,23 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "betavae"
 
 
+def writable_cache_dir(cache_dir: Path | None) -> Path:
+    """``cache_dir`` (``None``: ``default_cache_dir()``), created if needed.
+
+    Raises:
+        PermissionError: it cannot be created; the message says which settings choose another folder.
+    """
+    cache_dir = cache_dir or default_cache_dir()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PermissionError(
+            f"cannot create the decoded-cache folder {cache_dir} ({err}); set "
+            f"--data.init_args.cache_dir (or $BETAVAE_CACHE_DIR) to a writable folder"
+        ) from err
+    return cache_dir
+
+
 @dataclass(frozen=True)
 class Source:
     """One source file as the key sees it: path relative to the root, size in bytes, mtime in ns."""

@@ -26,7 +26,7 @@ from betavae.data.cache import (
     decode_files,
     load_or_build,
 )
-from betavae.data.cache_keys import cache_folder, default_cache_dir, fingerprint
+from betavae.data.cache_keys import cache_folder, fingerprint, writable_cache_dir
 from betavae.errors import ConfigError, MissingFileError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
@@ -208,14 +208,7 @@ class ImageFolderDataModule(ImageDataModule):
             root = self.image_root()
             files = self.list_files()
             preprocessing = self.preprocessing()
-            cache_dir = self.cache_dir or default_cache_dir()
-            try:
-                cache_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise PermissionError(
-                    f"cannot create the decoded-cache folder {cache_dir} ({err}); set "
-                    f"--data.init_args.cache_dir (or $BETAVAE_CACHE_DIR) to a writable folder"
-                ) from err
+            cache_dir = writable_cache_dir(self.cache_dir)
             cache = DecodedCache(cache_folder(cache_dir, root, preprocessing), fingerprint(files, root), preprocessing)
             self.cache_entry = load_or_build(cache, lambda: self.build_rows(files))
         return self.cache_entry

@@ -26,7 +26,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from betavae.data.base import ImageDataModule
 from betavae.data.cache import CacheEntry, DecodedCache, load_or_build
-from betavae.data.cache_keys import cache_folder, default_cache_dir, fingerprint
+from betavae.data.cache_keys import cache_folder, fingerprint, writable_cache_dir
 from betavae.data.ground_truth import factor_rows, factors_of_rows, uniform_factors
 from betavae.errors import ConfigError, DataError, MissingFileError
 
@@ -253,14 +253,7 @@ class FactorGridDataModule(ImageDataModule):
         if self._images is None:
             path = self.find_file()
             grid = self.grid
-            cache_dir = self.cache_dir or default_cache_dir()
-            try:
-                cache_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise PermissionError(
-                    f"cannot create the decoded-cache folder {cache_dir} ({err}); set "
-                    f"--data.init_args.cache_dir (or $BETAVAE_CACHE_DIR) to a writable folder"
-                ) from err
+            cache_dir = writable_cache_dir(self.cache_dir)
             preprocessing = self.preprocessing()
             cache = DecodedCache(
                 cache_folder(cache_dir, path.parent, {**preprocessing, "file": path.name}),
