@@ -184,6 +184,7 @@ class BetaVAECLI(LightningCLI):
             **LightningCLI.subcommands(),
             "evaluate": {"model", "datamodule"},
             "traverse": {"model", "datamodule"},
+            "explore": {"model", "datamodule"},
         }
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -269,7 +270,7 @@ class BetaVAECLI(LightningCLI):
         self.new_folders = NewRunFolders(self.trainer)
 
     before_fit = before_validate = before_test = before_predict = _check_checkpoint
-    before_evaluate = before_traverse = _check_checkpoint
+    before_evaluate = before_traverse = before_explore = _check_checkpoint
 
 
 def report_command(args: list[str]) -> None:

@@ -15,7 +15,7 @@ import betavae
 from betavae.runs import run_dir_of
 
 CONFIG_FLAGS = ("--config", "-c")
-RUN_COMMANDS = ("evaluate", "traverse")  # subcommands that default to the checkpoint's run config
+RUN_COMMANDS = ("evaluate", "traverse", "explore")  # subcommands that default to the checkpoint's run config
 
 
 def config_dirs() -> list[Path]:

@@ -1,4 +1,4 @@
-"""The project's ``Trainer``: Lightning's, plus the ``evaluate`` and ``traverse`` subcommands."""
+"""The project's ``Trainer``: Lightning's, plus the ``evaluate``, ``traverse`` and ``explore`` subcommands."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from betavae.callbacks import FID, DisentanglementMetrics, LatentTraversal
 from betavae.data import ImageDataModule
 from betavae.disentanglement import Preset
 from betavae.evaluation import evaluate_checkpoint, traverse_checkpoint
+from betavae.evaluation.explore import explore_checkpoint
 from betavae.models import AutoencoderModule
 
 
@@ -135,3 +136,44 @@ class BetaVAETrainer(Trainer):
             kl = ", ".join(f"z{d}: {v:.3f}" for d, v in record["kl"].items())
             print(f"dims {record['dims']} (mean KL in nats: {kl})\nwrote {record['png']}, {record['gif']}")
         return record
+
+    def explore(
+        self,
+        model: AutoencoderModule,
+        datamodule: ImageDataModule,
+        ckpt_path: str,
+        port: int = 8765,
+        host: str = "127.0.0.1",
+        images: int = 32,
+        kl_images: int | None = 5000,
+        weights_only: bool | None = None,
+        verbose: bool = False,
+    ) -> None:
+        """An interactive latent explorer: a local page with a slider per latent dimension over [-3, 3],
+        the image decoded on this machine as a slider moves. Active dimensions come first, labelled like the
+        traversal rows (KL, the factor or attribute they predict); start from the mean, a prior draw or the
+        encoding of a validation image, with its reconstruction's PSNR; save the image with its z values.
+
+        Args:
+            ckpt_path: The checkpoint; without --config its run's config.yaml supplies the data.
+            port: The port to serve on (0: any free one).
+            host: The address to listen on: 127.0.0.1 (this machine only) by default; another (0.0.0.0: every
+                interface) must be given explicitly and gets a warning, since the page has no authentication.
+            images: Validation images offered as starting points (a strip of thumbnails).
+            kl_images: Validation images the KL and the captions are measured on (the first ones); None: all.
+            weights_only: As for fit: ``None``/``True`` loads only tensors; ``False`` unpickles anything
+                (trusted files only).
+            verbose: Log every request.
+        """
+        explore_checkpoint(
+            model,
+            datamodule,
+            ckpt_path,
+            host=host,
+            port=port,
+            num_images=images,
+            kl_images=kl_images,
+            device=self.strategy.root_device,
+            weights_only=weights_only is not False,
+            verbose=verbose,
+        )
