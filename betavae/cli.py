@@ -59,7 +59,7 @@ from betavae.checkpoints import (
 )
 from betavae.config_names import CONFIG_FLAGS, resolve_config_args, with_run_config
 from betavae.data import ImageDataModule
-from betavae.errors import CheckpointError, debugging, known_error
+from betavae.errors import BetaVAEError, CheckpointError, debugging, known_error
 from betavae.evaluation import report
 from betavae.fid import prefetch
 from betavae.models import AutoencoderModule
@@ -220,6 +220,8 @@ class BetaVAECLI(LightningCLI):
             return
         try:
             args = resolve_config_args(with_run_config(list(args)))
+        except BetaVAEError:
+            raise  # a missing or unreadable checkpoint: one message from main()
         except FileNotFoundError as err:
             parser.error(str(err))
         for given, instead in linked_settings_given(args):
