@@ -328,7 +328,7 @@ def start_explore(checkpoint: Path) -> tuple[subprocess.Popen, str]:
         env=env,
     )
     lines: list[str] = []
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600  # a loaded 2-core machine takes minutes to import and measure
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line and process.poll() is not None:
