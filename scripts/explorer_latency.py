@@ -1,6 +1,7 @@
 """Request latency of the latent explorer: ``python -m betavae explore`` in its own process, timed from a client.
 
     python scripts/explorer_latency.py --ckpt_path runs/quickstart/version_0/checkpoints/last.ckpt [--requests 200]
+    python scripts/explorer_latency.py --url http://127.0.0.1:8765/ --pid PID   # an explorer already running
 
 Starts the explorer on a free loopback port, then sends, one after another as a slider does, ``--requests``
 decode requests for seeded random codes (one dimension moved per request, like a dragged slider) and a few
@@ -13,6 +14,8 @@ time much less. Loopback only; the number of requests is bounded.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import random
 import re
@@ -38,37 +41,45 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt_path", required=True)
-    parser.add_argument("--requests", type=int, default=200, help="decode requests (at most 5,000)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    requests = max(1, min(args.requests, 5000))
+def start(ckpt_path: str) -> tuple[subprocess.Popen, str, float]:
+    """``python -m betavae explore`` on a free loopback port: (its process, its URL, seconds until it printed it)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-u", "-m", "betavae", "explore", f"--ckpt_path={args.ckpt_path}", "--port=0"]
+    command = [sys.executable, "-u", "-m", "betavae", "explore", f"--ckpt_path={ckpt_path}", "--port=0"]
     started = time.perf_counter()
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    url = None
     for line in server.stdout:
         print("  | " + line.rstrip())
         found = re.search(r"explore: open (http://\S+)", line)
         if found:
-            url = found.group(1).rstrip("/")
-            break
-    if url is None:
-        raise SystemExit("the explorer printed no URL")
-    threading.Thread(target=server.stdout.read, daemon=True).start()
-    startup = time.perf_counter() - started
-    try:
-        import json
+            threading.Thread(target=server.stdout.read, daemon=True).start()  # keep its pipe drained
+            return server, found.group(1).rstrip("/"), time.perf_counter() - started
+    server.wait()
+    raise SystemExit("the explorer printed no URL")
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt_path", help="start `python -m betavae explore` on this checkpoint")
+    source.add_argument("--url", help="time an explorer that is already running at this address instead")
+    parser.add_argument("--pid", type=int, help="with --url: its process id, for its CPU time")
+    parser.add_argument("--requests", type=int, default=200, help="decode requests (at most 5,000)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    requests = max(1, min(args.requests, 5000))
+    server, startup = None, None
+    if args.url:
+        url, pid = args.url.rstrip("/"), args.pid
+    else:
+        server, url, startup = start(args.ckpt_path)
+        pid = server.pid
+    try:
         info = json.load(urllib.request.urlopen(f"{url}/api/info", timeout=60))
         dims, span = info["latent_dim"], info["span"]
         rng = random.Random(args.seed)
         z = [0.0] * dims
         urllib.request.urlopen(f"{url}/api/decode?z=" + ",".join(map(str, z)), timeout=60).read()  # warm-up
-        server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
+        server_cpu, client_cpu = cpu_seconds(pid) if pid else math.nan, time.process_time()
         round_trips, server_ms = [], []
         for _ in range(requests):
             z[rng.randrange(dims)] = rng.uniform(-span, span)
@@ -77,17 +88,20 @@ def main() -> None:
                 r.read()
                 server_ms.append(float(r.headers["X-Decode-Ms"]))
             round_trips.append((time.perf_counter() - t0) * 1000)
-        server_cpu, client_cpu = cpu_seconds(server.pid) - server_cpu, time.process_time() - client_cpu
+        server_cpu = cpu_seconds(pid) - server_cpu if pid else math.nan
+        client_cpu = time.process_time() - client_cpu
         encodes = []
         for i in range(min(10, info["num_images"])):
             t0 = time.perf_counter()
             urllib.request.urlopen(f"{url}/api/encode?index={i}", timeout=60).read()
             encodes.append((time.perf_counter() - t0) * 1000)
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=60)
     shape = "×".join(map(str, info["image_shape"]))
-    print(f"{info['model']}, {dims} latent dimensions, images {shape}; startup to URL {startup:.1f} s")
+    started = f"; startup to URL {startup:.1f} s" if startup is not None else ""
+    print(f"{info['model']}, {dims} latent dimensions, images {shape}{started}")
     print(
         f"decode round trip over {requests} requests (ms): median {statistics.median(round_trips):.1f}, "
         f"p90 {percentile(round_trips, 90):.1f}, p99 {percentile(round_trips, 99):.1f}, "

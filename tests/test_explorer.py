@@ -23,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from betavae.callbacks.traversal import row_label
+from betavae.scoring.traversal import row_label
 from betavae.cli import main
 from betavae.data import ShapesDataModule
 from betavae.evaluation.explore import explore_checkpoint

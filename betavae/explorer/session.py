@@ -1,7 +1,7 @@
 """The model side of the latent explorer: a checkpoint's latent dimensions, labelled, and decodes of any code.
 
 One ``LatentExplorer`` per served checkpoint. At start it measures, on the data module's validation split,
-what the traversal figures show beside each row (``betavae.callbacks.traversal``): each dimension's mean
+what the traversal figures show beside each row (``betavae.scoring.traversal``): each dimension's mean
 KL(q(z_d | x) ‖ N(0, 1)) and, on data with ground truth, the factor or attribute it predicts best
 (``dimension_captions``); it keeps the first validation images as the page's thumbnails. Afterwards it
 decodes codes into PNGs, encodes a thumbnail (its μ) and scores that reconstruction against the original
@@ -29,9 +29,9 @@ import torch
 from PIL import Image, ImageDraw, PngImagePlugin
 from torch import nn
 
-from betavae.callbacks.codes import ValidationCodes, dimension_captions, ground_truth_of
-from betavae.callbacks.metrics import reconstruction_metrics
-from betavae.callbacks.traversal import INACTIVE_KL, mean_kl_per_dim, row_label, top_dims
+from betavae.scoring.codes import ValidationCodes, dimension_captions, ground_truth_of
+from betavae.scoring.reconstruction import reconstruction_metrics
+from betavae.scoring.traversal import INACTIVE_KL, mean_kl_per_dim, row_label, top_dims
 from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating, model_input, needs_label, with_label
 
