@@ -23,7 +23,6 @@ import pytest
 import torch
 from PIL import Image
 
-from betavae.scoring.traversal import row_label
 from betavae.cli import main
 from betavae.data import ShapesDataModule
 from betavae.evaluation.explore import explore_checkpoint
@@ -31,6 +30,7 @@ from betavae.explorer import LatentExplorer, RequestError, start_server
 from betavae.explorer.server import page_html
 from betavae.models import DCGAN, Autoencoder, BetaVAE
 from betavae.nets import LinearNet, RadfordDiscriminator, RadfordGenerator
+from betavae.scoring.traversal import row_label
 
 REPO = Path(__file__).resolve().parents[1]
 LATENT = 4

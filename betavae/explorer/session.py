@@ -29,11 +29,11 @@ import torch
 from PIL import Image, ImageDraw, PngImagePlugin
 from torch import nn
 
+from betavae.errors import ConfigError
+from betavae.model_api import api_problem, evaluating, model_input, needs_label, with_label
 from betavae.scoring.codes import ValidationCodes, dimension_captions, ground_truth_of
 from betavae.scoring.reconstruction import reconstruction_metrics
 from betavae.scoring.traversal import INACTIVE_KL, mean_kl_per_dim, row_label, top_dims
-from betavae.errors import ConfigError
-from betavae.model_api import api_problem, evaluating, model_input, needs_label, with_label
 
 #: the slider span in units of each dimension's scale (the prior's sd for a VAE): [-3, 3] as in the traversals
 SPAN = 3.0
@@ -188,11 +188,11 @@ class LatentExplorer:
         for batch in batches:
             if limit is not None and seen >= limit:
                 return
-            for i in range(min(len(batch["image"]), num_images - len(self.images))):
-                self.images.append(
-                    {k: v[i].detach().cpu() for k, v in batch.items() if isinstance(v, torch.Tensor) and len(v)}
-                )
-            seen += len(batch["image"])
+            n = len(batch["image"])
+            per_image = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor) and v.dim() and len(v) == n}
+            for i in range(min(n, num_images - len(self.images))):
+                self.images.append({k: v[i].detach().cpu() for k, v in per_image.items()})
+            seen += n
             yield batch
 
     def _embed(self, x: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
