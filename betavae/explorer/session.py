@@ -145,7 +145,7 @@ class LatentExplorer:
             for d in order
         ]
         self.dimensions.sort(key=lambda dim: not dim.active)  # active first, each group in its order
-        self.image_shape = list(self.decode(self.center.tolist()).shape)  # (C, H, W)
+        self.image_shape = list(self.decode(self.center.tolist(), self.label(None)).shape)  # (C, H, W)
 
     # ----------------------------------------------------------------- set-up
     def _classes(self, datamodule: Any) -> list[str] | None:
