@@ -28,7 +28,7 @@ from betavae.data import ShapesDataModule
 from betavae.evaluation.explore import explore_checkpoint
 from betavae.explorer import LatentExplorer, RequestError, start_server
 from betavae.explorer.server import page_html
-from betavae.models import DCGAN, Autoencoder, BetaVAE
+from betavae.models import DCGAN, Autoencoder, BetaVAE, ConditionalVAE
 from betavae.nets import LinearNet, RadfordDiscriminator, RadfordGenerator
 from betavae.scoring.traversal import row_label
 
@@ -217,6 +217,28 @@ def test_a_deterministic_code_spans_its_validation_spread():
     assert [d.scale for d in explorer.dimensions] == pytest.approx(codes.std(0).tolist(), abs=1e-5)
     with pytest.raises(RequestError, match="out of range"):
         explorer.code(None, "2:1")
+
+
+def test_a_conditional_model_decodes_with_the_chosen_class():
+    torch.manual_seed(0)
+    model = ConditionalVAE(num_classes=3, in_channels=1, image_size=16, hidden_channels=(8, 16), latent_dim=LATENT)
+    served = Served(LatentExplorer(model, tiny_data(), num_images=4))
+    try:
+        info = json.loads(served.get("/api/info")[2])
+        assert len(info["classes"]) == 3
+        encoded = json.loads(served.get("/api/encode?index=2")[2])
+        assert encoded["label"] == int(served.explorer.images[2]["label"])
+        z = [0.5, -1.0, 0.0, 1.0]
+        pngs = [served.get(f"/api/decode?z=0.5,-1,0,1&label={k}")[2] for k in range(3)]
+        for k, png in enumerate(pngs):
+            with torch.no_grad():
+                pixels = model.to_pixels(model.decode(torch.tensor([z]), label=torch.tensor([k])))[0, 0]
+            expected = (pixels * 255).round().to(torch.uint8).numpy()
+            np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png))), expected)
+        status, _, body = served.get("/api/decode?label=3")
+        assert status == 400 and json.loads(body)["error"] == "label 3 is out of range: the model has 3 classes"
+    finally:
+        served.close()
 
 
 # --------------------------------------------------------------------------- the command
