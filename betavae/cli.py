@@ -310,7 +310,8 @@ def main(args: ArgsType = None) -> None:
 
     A known error (``betavae.errors.BetaVAEError``: config, data, checkpoint, architecture) prints its
     message alone and exits 1 (``BETAVAE_DEBUG=1`` re-raises it with its traceback); SIGTERM exits 143 after
-    the checkpoint callback has saved the run and printed how to resume it.
+    the checkpoint callback has saved the run and printed how to resume it; Ctrl-C (KeyboardInterrupt, e.g.
+    during the disentanglement metrics of ``evaluate``) prints ``betavae <cmd>: interrupted`` and exits 130.
     """
     argv = sys.argv[1:] if args is None else args
     command = argv[0] if isinstance(argv, (list, tuple)) and argv else "betavae"
@@ -321,6 +322,9 @@ def main(args: ArgsType = None) -> None:
         BetaVAECLI(args=args)
     except SIGTERMException:
         sys.exit(128 + signal.SIGTERM)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback, the shell's status for SIGINT
+        print(f"betavae {command}: interrupted", file=sys.stderr, flush=True)
+        sys.exit(128 + signal.SIGINT)
     except Exception as err:
         known = known_error(err)
         if known is None or debugging():

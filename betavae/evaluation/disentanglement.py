@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from betavae.callbacks.codes import ValidationCodes, batch_codes, ground_truth_of
 from betavae.callbacks.disentanglement import grid_scores, observed_scores, preset_sizes, scored_on_grid
 from betavae.disentanglement import ALL_KEYS, Preset
+from betavae.disentanglement.progress import RichProgress
 from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating
 
@@ -93,7 +94,8 @@ def score_disentanglement(
     p = Preset.named(preset)
     try:
         if scored_on_grid(model, datamodule):
-            result = grid_scores(model, datamodule, p, seed, interventions, n_jobs)
+            with RichProgress("disentanglement") as progress:  # a bar per metric, on stderr
+                result = grid_scores(model, datamodule, p, seed, interventions, n_jobs, progress)
         else:
             codes, factors, names = observed_codes(model, batches, datamodule, p.num_train + p.num_test)
             if codes is None:
