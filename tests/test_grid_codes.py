@@ -204,6 +204,7 @@ def test_ctrl_c_stops_the_bar_and_the_cli_prints_one_line(monkeypatch, capsys) -
     with pytest.raises(KeyboardInterrupt), bar:
         evaluate_representation(grid, interrupted, TINY, 0, max_images_per_call=64, progress=bar)
     assert not bar.live.is_started  # the display is stopped, the terminal given back
+    assert "sampling codes" in capsys.readouterr().err  # the bar of the metric that was interrupted
 
     def scoring(argv: list[str]) -> None:
         raise KeyboardInterrupt
