@@ -127,11 +127,11 @@ def dci(
         seed: Seed of the split and of the classifier.
         estimator: A scikit-learn classifier with ``feature_importances_`` after fitting (e.g. a random
             forest) to use instead of gradient-boosted trees; cloned for each factor.
-        n_jobs: Factors fitted in parallel processes (joblib's loky, which caps each worker's native
-            threads so that they do not oversubscribe the cores; the trees themselves are single-threaded).
-            ``None``: one process per core, at most one per factor; 1: one at a time in this process;
-            -1: every core. The factors with the most classes (the most trees) are fitted first. The
-            scores do not depend on it.
+        n_jobs: Factors fitted in parallel threads of this process (scikit-learn builds the trees
+            without the GIL; threads start nothing and add no CPU time, where worker processes cost ~8 s of
+            CPU each to start; ``joblib.parallel_config(backend=...)`` overrides). ``None``: one thread per
+            core, at most one per factor; 1: one at a time; -1: every core. The factors with the most
+            classes (the most trees) are fitted first. The scores do not depend on it.
 
     Returns:
         ``{"disentanglement", "completeness", "informativeness"}``, each in [0, 1].
@@ -146,7 +146,7 @@ def dci(
     # one boosting stage fits a tree per class: the most classes first balances the workers
     classes = [len(np.unique(factors[train, k])) for k in range(num_factors)]
     order = sorted(range(num_factors), key=lambda k: -classes[k])
-    fitted = Parallel(n_jobs=n_jobs)(
+    fitted = Parallel(n_jobs=n_jobs, prefer="threads")(
         delayed(_fit_factor)(clone(model), codes[train], factors[train, k], codes[test], factors[test, k])
         for k in order
     )
