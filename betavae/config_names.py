@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 import betavae
 from betavae.checkpoints import check_checkpoint
-from betavae.runs import run_dir_of
+from betavae.run_folders import run_dir_of
 
 CONFIG_FLAGS = ("--config", "-c")
 RUN_COMMANDS = ("evaluate", "traverse", "explore")  # subcommands that default to the checkpoint's run config

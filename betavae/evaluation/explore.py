@@ -10,15 +10,17 @@ import torch
 from torch import nn
 
 from betavae.errors import ConfigError
-from betavae.evaluation.evaluate import load_weights
+from betavae.evaluation.evaluate import checkpoint_path, load_weights
 from betavae.explorer import ExplorerServer, LatentExplorer, is_loopback, start_server
-from betavae.runs import datamodule_label, run_dir_of
+from betavae.loaded_checkpoint import LoadedCheckpoint
+from betavae.run_folders import run_dir_of
+from betavae.run_labels import datamodule_label
 
 
 def explore_checkpoint(
     model: nn.Module,
     datamodule: Any,
-    ckpt_path: str | Path,
+    ckpt_path: str | Path | LoadedCheckpoint,
     host: str = "127.0.0.1",
     port: int = 8765,
     num_images: int = 32,
@@ -36,7 +38,7 @@ def explore_checkpoint(
     Args:
         model: The model, built with the checkpoint's hyperparameters; its weights are loaded here.
         datamodule: The run's data module: its validation split gives the thumbnails, KL and captions.
-        ckpt_path: The checkpoint.
+        ckpt_path: The checkpoint, or the ``LoadedCheckpoint`` the CLI already read.
         host: The address to listen on; 127.0.0.1 (this machine only) unless given.
         port: The port; 0 takes a free one.
         num_images: Validation images offered as starting points.
@@ -56,9 +58,10 @@ def explore_checkpoint(
     if not host:
         raise ConfigError("--host must name an address, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (all)")
     info = load_weights(model, ckpt_path, weights_only)
+    path = checkpoint_path(ckpt_path)
     source = {
-        "checkpoint": str(Path(ckpt_path).expanduser().resolve()),
-        "run": str(run_dir_of(ckpt_path)),
+        "checkpoint": str(path.expanduser().resolve()),
+        "run": str(run_dir_of(path)),
         "dataset": datamodule_label(datamodule),
         **info,
     }
