@@ -4,14 +4,15 @@ The one home of these rules, shared by the CLI, the callbacks, W&B tracking, ``e
 
 - ``run_dir_of(ckpt)``: a checkpoint's run folder; ``trainer_run_dir(trainer)``: a trainer's.
 - ``dataset_label``: the short dataset name of tables, W&B groups and tags.
-- ``model_beta``: the β a run is compared by (a plain VAE counts as β = 1, a deterministic autoencoder has
-  none), and ``run_keys``: every comparison key, from a config or from live objects.
+- ``model_beta``: the β a run is compared by, as its model class declares it (``comparison_beta``: a plain VAE
+  counts as β = 1, a deterministic autoencoder has none), and ``run_keys``: every comparison key, from a config or from live objects.
 - ``image_seeds``: the seed of each image of a batch (its dataset index), which makes validation noise and
   corruptions independent of batching, order and the number of processes.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import weakref
 from collections.abc import Mapping
@@ -20,9 +21,6 @@ from typing import Any
 
 import lightning as L
 import torch
-
-#: variants that are VAEs with an unweighted KL (β = 1); deterministic autoencoders have no β
-UNIT_BETA_VARIANTS = ("VAE", "ConditionalVAE")
 
 _RUN_DIRS: weakref.WeakKeyDictionary[L.Trainer, Path] = weakref.WeakKeyDictionary()
 
@@ -90,16 +88,31 @@ def datamodule_label(datamodule: Any) -> str:
     )
 
 
-def model_beta(variant: str, hparams: Mapping[str, Any]) -> float | None:
-    """The β a run is compared by: the model's ``beta``; 1 for a plain (or conditional) VAE, whose KL is
-    unweighted; ``None`` for models without a KL term (deterministic autoencoders, GANs) and for the capacity
-    loss (``loss_type: B``, the AnnealedVAE), whose KL weight is γ and whose ``beta`` is unused."""
-    if hparams.get("loss_type") == "B":
-        return None
+def model_beta(variant: Any, hparams: Mapping[str, Any]) -> float | None:
+    """The β a run is compared by: the ``comparison_beta`` its model class declares for ``hparams`` (a plain VAE
+    counts as β = 1; ``None`` for models without a KL term and for the capacity loss). ``variant`` is the model
+    class, its class path, or a class name of ``betavae.models``; for a class that declares no rule (not a
+    betavae model), its ``beta`` hyperparameter if it has one."""
+    cls = resolve_model_class(variant)
+    rule = getattr(cls, "comparison_beta", None)
+    if rule is not None:
+        return rule(hparams)
     beta = hparams.get("beta")
-    if beta is None and short_name(variant) in UNIT_BETA_VARIANTS:
-        return 1.0
     return float(beta) if beta is not None else None
+
+
+def resolve_model_class(variant: Any) -> type | None:
+    """The class ``variant`` names: itself if it is a class, else its class path (a bare name is looked up in
+    ``betavae.models``); ``None`` when it cannot be imported."""
+    if isinstance(variant, type):
+        return variant
+    module_name, _, name = str(variant).rpartition(".")
+    try:
+        module = importlib.import_module(module_name or "betavae.models")
+    except ImportError:
+        return None
+    found = getattr(module, name, None)
+    return found if isinstance(found, type) else None
 
 
 #: hyperparameters of the comparison models that a dashboard groups by, when a model has them: BetaVAE's
@@ -110,25 +123,25 @@ WEIGHT_KEYS = ("kld_weight", "loss_type", "gamma", "max_capacity", "alpha", "dip
 
 
 def run_keys(
-    model_class: str, model_args: Mapping[str, Any], data_class: str, data_args: Mapping[str, Any]
+    model_class: str | type, model_args: Mapping[str, Any], data_class: str, data_args: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The keys every run carries for comparisons: dataset, variant, β, latent size, image shape,
     likelihood, and the loss weights of ``WEIGHT_KEYS`` (``None`` where the model has no such weight): the
     same keys for every variant, so that a dashboard can group and filter any run by any of them.
 
     Args:
-        model_class: The model's class name or path.
+        model_class: The model's class, or its class name or path.
         model_args: Its init arguments (a config's ``init_args`` or a model's ``hparams``).
         data_class: The data module's class name or path.
         data_args: Its init arguments.
     """
-    variant = short_name(model_class)
+    variant = model_class.__name__ if isinstance(model_class, type) else short_name(model_class)
     net_args = model_args.get("net")
     net_args = net_args.get("init_args", {}) if isinstance(net_args, Mapping) else {}
     keys: dict[str, Any] = {
         "dataset": dataset_label(data_class, data_args.get("root"), data_args.get("name")),
         "variant": variant,
-        "beta": model_beta(variant, model_args),
+        "beta": model_beta(model_class, model_args),
         "latent_dim": model_args.get("latent_dim", net_args.get("latent_dim")),
         "image_size": data_args.get("image_size", model_args.get("image_size")),
         "channels": data_args.get("channels", model_args.get("in_channels")),
@@ -151,7 +164,7 @@ def run_info(model: Any, datamodule: Any) -> dict[str, Any]:
         "channels": getattr(model, "in_channels", None),
     }
     data_class = type(datamodule).__name__ if datamodule is not None else "unknown"
-    keys = run_keys(type(model).__name__, hparams, data_class, data_args)
+    keys = run_keys(type(model), hparams, data_class, data_args)
     if datamodule is None:
         keys["dataset"] = "unknown"
     return keys

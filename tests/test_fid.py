@@ -22,10 +22,12 @@ from betavae.cli import BetaVAECLI, main
 from betavae.data import ShapesDataModule
 from betavae.fid import GenerativeScores, InceptionFeatures, InceptionWeightsError
 from betavae.models import BetaVAE
+from conftest import conv_nets
 
 SHAPES = [
     "--model=betavae.models.BetaVAE",
-    "--model.init_args.hidden_channels=[8,16]",
+    "--model.init_args.encoder.init_args.hidden_channels=[8,16]",
+    "--model.init_args.decoder.init_args.hidden_channels=[8,16]",
     "--model.init_args.latent_dim=4",
     "--data=betavae.data.ShapesDataModule",
     "--data.init_args.num_images=24",
@@ -106,7 +108,7 @@ def test_callback_logs_fid_and_records_its_basis_and_encodes_the_reference_once(
     extractor = CountingFeatures()
     callback = FID(every_n_epochs=1, num_samples=40, batch_size=16, kid_subset_size=10, feature_extractor=extractor)
     data = ShapesDataModule(num_images=48, image_size=16, batch_size=4)
-    model = BetaVAE(latent_dim=4, hidden_channels=(8, 16), in_channels=1, image_size=16)
+    model = BetaVAE(latent_dim=4, **conv_nets(8, 16), in_channels=1, image_size=16)
     trainer = L.Trainer(
         max_epochs=3,
         limit_train_batches=2,
@@ -142,7 +144,7 @@ def test_callback_caps_the_reference_set(tmp_path):
         default_root_dir=tmp_path,
     )
     trainer.fit(
-        BetaVAE(latent_dim=4, hidden_channels=(8, 16), in_channels=1, image_size=16),
+        BetaVAE(latent_dim=4, **conv_nets(8, 16), in_channels=1, image_size=16),
         ShapesDataModule(num_images=48, image_size=16, batch_size=4),
     )
     assert callback.scores.num_real == 6
@@ -165,7 +167,7 @@ def test_callback_skips_models_without_sample_with_one_warning(tmp_path):
     )
     with pytest.warns(UserWarning, match="FID is off for this run: NoSample has no method sample") as record:
         trainer.fit(
-            NoSample(latent_dim=4, hidden_channels=(8, 16), in_channels=1, image_size=16),
+            NoSample(latent_dim=4, **conv_nets(8, 16), in_channels=1, image_size=16),
             ShapesDataModule(num_images=16, image_size=16, batch_size=4),
         )
     assert len([w for w in record if "FID is off" in str(w.message)]) == 1

@@ -144,7 +144,8 @@ def test_traverse_command_writes_the_figure_for_chosen_dimensions(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     shapes = [
         "--model=betavae.models.BetaVAE",
-        "--model.init_args.hidden_channels=[8,16]",
+        "--model.init_args.encoder.init_args.hidden_channels=[8,16]",
+        "--model.init_args.decoder.init_args.hidden_channels=[8,16]",
         "--model.init_args.latent_dim=4",
         "--data=betavae.data.ShapesDataModule",
         "--data.init_args.num_images=24",

@@ -72,7 +72,7 @@ class DCGAN(AutoencoderModule):
         discriminator: ``ChapterDiscriminator``, ``RadfordDiscriminator``, or any module built as
             ``discriminator(channels, image_size)`` mapping images in [-1, 1] to logits (B,).
         latent_dim: Size of z (the chapter and the paper: 100).
-        optimizer: The generator's optimizer, by class path (default Radford et al.'s Adam: lr 2e-4, betas
+        generator_optimizer: The generator's optimizer, by class path (default Radford et al.'s Adam: lr 2e-4, betas
             (0.5, 0.999); the chapter's is ``torch.optim.RMSprop`` with lr 1e-3, alpha 0.9, eps 1e-7).
         discriminator_optimizer: The discriminator's optimizer, by class path (the same default).
         lr_scheduler: The generator's learning-rate schedule, stepped per epoch; ``None`` (default): constant.
@@ -93,7 +93,7 @@ class DCGAN(AutoencoderModule):
         generator: GeneratorFactory,
         discriminator: DiscriminatorFactory,
         latent_dim: int = 100,
-        optimizer: OptimizerCallable = RADFORD_OPTIMIZER,
+        generator_optimizer: OptimizerCallable = RADFORD_OPTIMIZER,
         discriminator_optimizer: OptimizerCallable = RADFORD_OPTIMIZER,
         lr_scheduler: LRSchedulerCallable | None = None,
         discriminator_lr_scheduler: LRSchedulerCallable | None = None,
@@ -108,7 +108,7 @@ class DCGAN(AutoencoderModule):
             image_size=image_size,
             mean=mean,
             std=std,
-            optimizer=optimizer,
+            optimizer=generator_optimizer,
             lr_scheduler=lr_scheduler,
             compile=compile,
         )

@@ -15,9 +15,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable, instantiate_class
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from betavae.errors import ConfigError
+from betavae.models.injection import build_part
 
 #: a class-path dict (``{"class_path": ..., "init_args": {...}}``) or a callable that builds the object
 OptimizerSpec = OptimizerCallable | Mapping[str, Any]
@@ -38,7 +39,7 @@ def build_optimizer(spec: OptimizerSpec, params: Iterable[torch.nn.Parameter], n
     Raises:
         ConfigError: ``spec`` is neither a callable nor a class-path dict, or does not build an optimizer.
     """
-    optimizer = _build(spec, list(params), name)
+    optimizer = build_part(spec, list(params), name=name)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise ConfigError(f"{name} must build a torch.optim.Optimizer, got {type(optimizer).__name__}")
     return optimizer
@@ -46,7 +47,7 @@ def build_optimizer(spec: OptimizerSpec, params: Iterable[torch.nn.Parameter], n
 
 def build_scheduler(spec: SchedulerSpec | None, optimizer: torch.optim.Optimizer, name: str = "lr_scheduler") -> Any:
     """The schedule ``spec`` describes, on ``optimizer``; ``None`` for a constant rate."""
-    return None if spec is None else _build(spec, optimizer, name)
+    return None if spec is None else build_part(spec, optimizer, name=name)
 
 
 def scheduler_config(scheduler: Any, monitor: str = "val/loss") -> dict[str, Any]:
@@ -56,13 +57,3 @@ def scheduler_config(scheduler: Any, monitor: str = "val/loss") -> dict[str, Any
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         config["monitor"] = monitor
     return config
-
-
-def _build(spec: Any, first: Any, name: str) -> Any:
-    if isinstance(spec, Mapping):
-        if "class_path" not in spec:
-            raise ConfigError(f"{name} must name its class: {{class_path: torch.optim.Adam, init_args: {{...}}}}")
-        return instantiate_class(first, dict(spec))
-    if callable(spec):
-        return spec(first)
-    raise ConfigError(f"{name} must be a class path (e.g. torch.optim.Adam) or a callable, got {spec!r}")

@@ -11,6 +11,7 @@ from torch import nn
 
 from betavae.errors import ConfigError
 from betavae.models.base import AutoencoderModule, check_non_negative
+from betavae.models.injection import build_part
 from betavae.models.posterior import DiagonalGaussian
 from betavae.nets import ConvDecoder, ConvEncoder
 from betavae.runs import image_seeds
@@ -78,7 +79,7 @@ class VAE(AutoencoderModule):
         self.latent_dim = latent_dim
         cond = condition_size
         # the attribute names (encoder, fc_mu, fc_logvar, decoder) are the checkpoints' weight names
-        self.encoder = encoder(self.in_channels + cond, self.image_size)
+        self.encoder = build_part(encoder, self.in_channels + cond, self.image_size, name="encoder")
         features = getattr(self.encoder, "out_features", None)
         if not isinstance(features, int):
             raise ConfigError(
@@ -87,7 +88,7 @@ class VAE(AutoencoderModule):
             )
         self.fc_mu = nn.Linear(features, latent_dim)
         self.fc_logvar = nn.Linear(features, latent_dim)
-        self.decoder = decoder(latent_dim + cond, self.in_channels, self.image_size)
+        self.decoder = build_part(decoder, latent_dim + cond, self.in_channels, self.image_size, name="decoder")
 
     # ----------------------------------------------------------------- public API
     def encode(self, x: torch.Tensor, label: torch.Tensor | None = None) -> DiagonalGaussian:
