@@ -4,8 +4,9 @@ The one home of these rules, shared by the CLI, the callbacks, W&B tracking, ``e
 
 - ``run_dir_of(ckpt)``: a checkpoint's run folder; ``trainer_run_dir(trainer)``: a trainer's.
 - ``dataset_label``: the short dataset name of tables, W&B groups and tags.
-- ``model_beta``: the β a run is compared by, as its model class declares it (``comparison_beta``: a plain VAE
-  counts as β = 1, a deterministic autoencoder has none), and ``run_keys``: every comparison key, from a config or from live objects.
+- ``model_beta``: the β a run is compared by, as its model class declares it (``comparison_beta``: a plain
+  VAE counts as β = 1, a deterministic autoencoder has none), and ``run_keys``: every comparison key, from a
+  config or from live objects.
 - ``image_seeds``: the seed of each image of a batch (its dataset index), which makes validation noise and
   corruptions independent of batching, order and the number of processes.
 """

@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
+from conftest import conv_nets
 from helpers import CountingFeatures, KnownKL
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
@@ -22,7 +23,6 @@ from betavae.cli import main
 from betavae.data import ShapesDataModule
 from betavae.model_api import api_problem, evaluating
 from betavae.models import BetaVAE
-from conftest import conv_nets
 
 
 def every_callback() -> list[L.Callback]:

@@ -15,6 +15,7 @@ from unittest.mock import patch
 import numpy as np
 import pytest
 import torch
+from conftest import conv_nets
 from scipy.special import logsumexp
 from scipy.stats import norm
 
@@ -30,7 +31,6 @@ from betavae.models.estimators import (
     permute_dims,
 )
 from betavae.models.vae import image_noise
-from conftest import conv_nets
 
 NET = {"in_channels": 1, "image_size": 16, **conv_nets(8, 16), "latent_dim": 4}
 SMALL_DISCRIMINATOR = (16, 16)

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import conv_nets
 from PIL import Image
 from torchvision.transforms import v2
 
@@ -19,7 +20,6 @@ from betavae.data import (
 )
 from betavae.data.base import normalize_images
 from betavae.data.shapes import HALF_SIZE
-from conftest import conv_nets
 
 
 # ---------------------------------------------------------------- split

@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import conv_nets
 from joblib import parallel_config
 from scipy.stats import entropy
 from sklearn.metrics import roc_auc_score
 
 from betavae.disentanglement import (
-from conftest import conv_nets
     ALL_KEYS,
     SAMPLE_KEYS,
     FactorGrid,

@@ -1,11 +1,11 @@
 import pytest
 import torch
+from conftest import conv_nets
 
 from betavae.data import ShapesDataModule
 from betavae.errors import ConfigError
 from betavae.models import BetaVAE, DiagonalGaussian
 from betavae.normalization import imagenet_stats
-from conftest import conv_nets
 
 
 def test_public_api_shapes_and_determinism():

@@ -3,12 +3,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import burgess_nets, conv_nets
 from torch import nn
 
 from betavae.models import VAE, BetaVAE
 from betavae.models.vae import image_noise
 from betavae.nets import ConvDecoder, ConvEncoder
-from conftest import burgess_nets, conv_nets
 
 
 def antixk_betavae(in_channels: int = 3, latent_dim: int = 128) -> nn.ModuleDict:
@@ -126,9 +126,7 @@ def disentanglement_lib_nets(latent_dim: int = 10, channels: int = 1, kernel34: 
 
 
 def test_burgess_architecture_matches_disentanglement_lib_layer_for_layer():
-    ours = BetaVAE(
-        in_channels=1, image_size=64, latent_dim=10, **burgess_nets(32, 32, 64, 64)
-    )
+    ours = BetaVAE(in_channels=1, image_size=64, latent_dim=10, **burgess_nets(32, 32, 64, 64))
     ref = disentanglement_lib_nets(kernel34=4)  # the one stated difference: 4x4 kernels throughout (Burgess et al.)
     x = torch.randn(2, 1, 64, 64)  # both kernels give the same 4x4 bottleneck
     assert disentanglement_lib_nets()["encoder"][:4](x).shape == ours.encoder.convs(x).shape == (2, 64, 4, 4)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import wandb
-from conftest import conv_nets, SHAPES, TINY
+from conftest import SHAPES, TINY, conv_nets
 
 from betavae.cli import BetaVAECLI
 from betavae.data import ShapesDataModule

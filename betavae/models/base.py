@@ -1,11 +1,12 @@
 """The base LightningModule every autoencoder variant shares.
 
-It owns what does not depend on the variant: the value-range contract (``normalize`` / ``to_pixels``),
-the reconstruction likelihood and its reduction, the train/val/test steps that log each loss part as
-``train/…``, ``val/…``, ``test/…``, the guard that stops a run on a non-finite loss, and the optimizer and
-schedule chosen by class path (``betavae.models.optim``; by default the study's Adam + ExponentialLR per epoch). A variant implements ``encode``, ``decode``, ``reconstruct``,
-``embed`` and ``loss_parts``; a generative one also ``sample``. Every method that takes images also takes
-an optional ``label``, which unconditional models ignore, so callers never need to know which is which.
+It owns what does not depend on the variant: the value-range contract (``normalize`` / ``to_pixels``), the
+reconstruction likelihood and its reduction, the train/val/test steps that log each loss part as ``train/…``,
+``val/…``, ``test/…``, the guard that stops a run on a non-finite loss, and the optimizer and schedule chosen by
+class path (``betavae.models.optim``; by default the study's Adam + ExponentialLR per epoch). A variant implements
+``encode``, ``decode``, ``reconstruct``, ``embed`` and ``loss_parts``; a generative one also ``sample``. Every
+method that takes images also takes an optional ``label``, which unconditional models ignore, so callers never need
+to know which is which.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import lightning as L
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from betavae.errors import BetaVAEError, ConfigError
 from betavae.models.optim import (

@@ -27,7 +27,10 @@ GeneratorFactory = Callable[[int, int, int], nn.Module]
 DiscriminatorFactory = Callable[[int, int], nn.Module]
 #: Radford et al.'s optimizer, for each network: Adam, lr 2e-4, beta1 0.5. (The chapter's, for Fashion-MNIST, is
 #: Keras' RMSprop: ``torch.optim.RMSprop`` with lr 1e-3, alpha 0.9, eps 1e-7; configs/dcgan_fashion_mnist.yaml.)
-RADFORD_OPTIMIZER: Mapping[str, Any] = {"class_path": "torch.optim.Adam", "init_args": {"lr": 2e-4, "betas": (0.5, 0.999)}}
+RADFORD_OPTIMIZER: Mapping[str, Any] = {
+    "class_path": "torch.optim.Adam",
+    "init_args": {"lr": 2e-4, "betas": (0.5, 0.999)},
+}
 
 
 class DCGAN(AutoencoderModule):
@@ -212,7 +215,9 @@ class DCGAN(AutoencoderModule):
 
     def configure_optimizers(self) -> Any:
         """[discriminator's, generator's] optimizer, with the schedules that are not ``None`` (D's first)."""
-        opt_d = build_optimizer(self.discriminator_optimizer, self.discriminator.parameters(), "discriminator_optimizer")
+        opt_d = build_optimizer(
+            self.discriminator_optimizer, self.discriminator.parameters(), "discriminator_optimizer"
+        )
         opt_g = build_optimizer(self.optimizer, self.generator.parameters())
         schedulers = [
             build_scheduler(self.discriminator_lr_scheduler, opt_d, "discriminator_lr_scheduler"),

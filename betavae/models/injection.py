@@ -24,7 +24,9 @@ def build_part(spec: Any, *args: Any, name: str) -> Any:
     if isinstance(spec, Mapping):
         if "class_path" not in spec:
             raise ConfigError(f"{name} must name its class: {{class_path: ..., init_args: {{...}}}}, got {dict(spec)}")
-        return instantiate_class(args, {"class_path": spec["class_path"], "init_args": dict(spec.get("init_args") or {})})
+        return instantiate_class(
+            args, {"class_path": spec["class_path"], "init_args": dict(spec.get("init_args") or {})}
+        )
     if callable(spec):
         return spec(*args)
     raise ConfigError(f"{name} must be a class path (with its init_args) or a callable, got {spec!r}")

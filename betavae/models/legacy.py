@@ -2,11 +2,12 @@
 
 Before it, a VAE picked its network by name (``architecture: study | burgess``, ``hidden_channels``,
 ``decoder_kernel_size``) and every model had a fixed optimizer (``lr``, ``weight_decay``, ``scheduler_gamma``;
-FactorVAE's ``discriminator_lr``/``discriminator_betas``; DCGAN's ``optimizer: adam | rmsprop``, ``lr``,
-``betas``; DCGAN's optimizers are now ``generator_optimizer`` and ``discriminator_optimizer``). Now the networks and optimizers are injected by class path. ``upgrade_model_args`` rewrites the old
-arguments into the new ones with the same numbers, so that runs and checkpoints written before keep loading
-(``betavae.cli`` applies it to a run's own ``config.yaml`` and a checkpoint's hyperparameters), and
-``legacy_flags`` names old command-line options with what to write instead.
+FactorVAE's ``discriminator_lr``/``discriminator_betas``; DCGAN's ``optimizer: adam | rmsprop``, ``lr``, ``betas``;
+DCGAN's optimizers are now ``generator_optimizer`` and ``discriminator_optimizer``). Now the networks and optimizers
+are injected by class path. ``upgrade_model_args`` rewrites the old arguments into the new ones with the same
+numbers, so that runs and checkpoints written before keep loading (``betavae.cli`` applies it to a run's own
+``config.yaml`` and a checkpoint's hyperparameters), and ``legacy_flags`` names old command-line options with what
+to write instead.
 """
 
 from __future__ import annotations
@@ -101,7 +102,10 @@ def upgrade_model_args(class_path: str, init_args: Mapping[str, Any]) -> dict[st
     if "discriminator_lr" in args or "discriminator_betas" in args:
         args["discriminator_optimizer"] = {
             "class_path": "torch.optim.Adam",
-            "init_args": {"lr": args.pop("discriminator_lr", 1e-4), "betas": list(args.pop("discriminator_betas", (0.5, 0.9)))},
+            "init_args": {
+                "lr": args.pop("discriminator_lr", 1e-4),
+                "betas": list(args.pop("discriminator_betas", (0.5, 0.9))),
+            },
         }
     return args
 

@@ -45,7 +45,9 @@ class ConvEncoder(nn.Module):
         hidden_channels: Output channels of each block; the study uses (32, 64, 128, 256, 512).
     """
 
-    def __init__(self, in_channels: int, image_size: int, hidden_channels: Sequence[int] = STUDY_HIDDEN_CHANNELS) -> None:
+    def __init__(
+        self, in_channels: int, image_size: int, hidden_channels: Sequence[int] = STUDY_HIDDEN_CHANNELS
+    ) -> None:
         super().__init__()
         hidden_channels = tuple(int(c) for c in hidden_channels)
         check_positive(in_channels=in_channels)
