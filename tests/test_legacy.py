@@ -99,7 +99,7 @@ def test_an_old_checkpoint_resumes_with_its_optimizer_and_schedule(legacy_run, t
 def test_old_config_files_are_read_with_a_warning_and_old_flags_say_what_to_write(tmp_path, monkeypatch, capsys):
     config = yaml.safe_load((FIXTURES / "legacy_run" / "config.yaml").read_text())
     upgraded, found = upgrade_config(config)
-    assert found == ["hidden_channels", "architecture", "decoder_kernel_size", "lr", "weight_decay", "scheduler_gamma"]
+    assert found == ["architecture", "hidden_channels", "decoder_kernel_size", "lr", "weight_decay", "scheduler_gamma"]
     assert upgraded["model"]["init_args"]["optimizer"] == {
         "class_path": "torch.optim.Adam",
         "init_args": {"lr": 0.005, "weight_decay": 0.0},
