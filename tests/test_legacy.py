@@ -147,3 +147,9 @@ FACTOR_DISC = {"class_path": "torch.optim.Adam", "init_args": {"lr": 2e-4, "beta
 )
 def test_each_removed_argument_has_its_replacement(class_path, old, new):
     assert upgrade_model_args(class_path, old) == new
+
+
+def test_no_shipped_config_names_a_removed_argument():
+    configs = sorted((FIXTURES.parents[1] / "configs").glob("*.yaml"))
+    found = {c.name: upgrade_config(yaml.safe_load(c.read_text()) or {})[1] for c in configs}
+    assert len(found) >= 40 and not any(found.values()), {k: v for k, v in found.items() if v}
