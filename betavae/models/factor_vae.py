@@ -11,13 +11,13 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch.func import functional_call
 
 from betavae.errors import ConfigError
+from betavae.image_seeds import image_seeds
 from betavae.models.base import check_non_negative
 from betavae.models.estimators import permute_dims
 from betavae.models.optim import build_optimizer, build_scheduler, scheduler_config
 from betavae.models.posterior import DiagonalGaussian
 from betavae.models.vae import VAE
 from betavae.nets import CodeDiscriminator
-from betavae.runs import image_seeds
 
 #: Kim & Mnih's discriminator optimizer: Adam, lr 1e-4, betas (0.5, 0.9)
 PAPER_DISCRIMINATOR_OPTIMIZER: Mapping[str, Any] = {

@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from betavae.errors import ConfigError
+from betavae.image_seeds import image_seeds
 from betavae.models.base import AutoencoderModule, check_non_negative
 from betavae.models.injection import build_part
 from betavae.models.posterior import DiagonalGaussian
 from betavae.nets import ConvDecoder, ConvEncoder
-from betavae.runs import image_seeds
 
 #: builds the encoder from (input channels, image size); it maps (B, C, H, W) to features (B, out_features).
 #: In YAML a class path with its other init_args (``betavae.nets.ConvEncoder``, ``betavae.nets.BurgessEncoder``)
