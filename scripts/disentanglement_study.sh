@@ -134,7 +134,8 @@ run_args() {  # the fit arguments of run $1 (index), after its --config
   if [[ "$run" == dsprites_* && -n "$dsprites_root" ]]; then printf '%s\n' "--data.init_args.root=$dsprites_root"; fi
   if [[ $smoke -eq 1 ]]; then
     printf '%s\n' --data.init_args.num_images=128 --data.init_args.image_size=32 --data.init_args.batch_size=32 \
-      --data.init_args.num_workers=0 "--model.init_args.hidden_channels=[8,16]" \
+      --data.init_args.num_workers=0 "--model.init_args.encoder.init_args.hidden_channels=[8,16]" \
+      "--model.init_args.decoder.init_args.hidden_channels=[8,16]" \
       --trainer.max_epochs=1 --trainer.max_steps=2 --trainer.limit_train_batches=2 --trainer.limit_val_batches=1 \
       --trainer.val_check_interval=null --trainer.check_val_every_n_epoch=1 \
       --traversal.every_n_epochs=100 --grids.every_n_epochs=100 \

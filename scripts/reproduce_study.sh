@@ -86,7 +86,8 @@ run_args() {  # the fit arguments of one run (after its --config)
     if [[ "$run" == dcgan_* ]]; then  # Radford's networks at a quarter of their width
       printf '%s\n' --model.init_args.generator.init_args.features=16 --model.init_args.discriminator.init_args.features=16
     else
-      printf '%s\n' "--model.init_args.hidden_channels=[8,16,32]"
+      printf '%s\n' "--model.init_args.encoder.init_args.hidden_channels=[8,16,32]" \
+        "--model.init_args.decoder.init_args.hidden_channels=[8,16,32]"
     fi
     if [[ "$(dataset_of "$run")" == batik ]]; then
       printf '%s\n' --data.init_args.num_patches=32 --data.init_args.patch_size=128
