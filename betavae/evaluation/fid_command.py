@@ -140,21 +140,23 @@ def fid(
             record[f"skipped_{name}"] = len(s.skipped)
     if scores["kid"] is not None:
         record.update(kid_subset_size=kid_subset_size, kid_subsets=kid_subsets, seed=seed)
-    images, seconds = sum(s.n for s in (a, b) if s.kind == "images"), a.seconds + b.seconds
     record.update(
         common,
         resize="TF-1 bilinear to 299x299 (torch-fidelity), uint8 RGB input" if network == "inception" else None,
-        feature_seconds=round(seconds, 2),
-        images_per_second=round(images / seconds, 2) if seconds else None,
+        **_timing(a, b),
         seconds=round(time.perf_counter() - start, 2),
     )
     return record
 
 
-def _timing(s: FeatureSet) -> dict[str, Any]:
+def _timing(*sides: FeatureSet) -> dict[str, Any]:
+    """Wall and CPU seconds of the feature passes (image folders only) and images per wall second."""
+    images = sum(s.n for s in sides if s.kind == "images")
+    seconds, cpu = sum(s.seconds for s in sides), sum(s.cpu_seconds for s in sides)
     return {
-        "feature_seconds": round(s.seconds, 2),
-        "images_per_second": round(s.n / s.seconds, 2) if s.seconds else None,
+        "feature_seconds": round(seconds, 2),
+        "feature_cpu_seconds": round(cpu, 2),
+        "images_per_second": round(images / seconds, 2) if seconds else None,
     }
 
 

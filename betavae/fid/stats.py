@@ -37,6 +37,7 @@ class FeatureSet:
     features: np.ndarray | None = None
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
 
     @property
     def kind(self) -> str:
@@ -107,15 +108,17 @@ def folder_features(
     skipped: list[str] = []
     chunks = []
     extractor = extractor.to(device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for batch in image_batches(files, batch_size, skipped):
         chunks.append(extractor(batch.to(device).float().div(255)).double().cpu())  # (B, d)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     if not chunks:
         raise DataError(f"none of the {len(files)} image files under {folder} can be read; first: {skipped[0]}")
     features = torch.cat(chunks).numpy()
     mu, sigma = moments(features)
-    return FeatureSet(folder, network, len(features), mu, sigma, features.astype(np.float32), skipped, seconds)
+    return FeatureSet(
+        folder, network, len(features), mu, sigma, features.astype(np.float32), skipped, seconds, cpu_seconds
+    )
 
 
 def load_stats(path: str | Path) -> FeatureSet:
