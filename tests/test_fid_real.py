@@ -128,6 +128,7 @@ def test_fid_and_kid_equal_torch_fidelity_calculate_metrics(converted, tmp_path,
         kid_subset_size=6,
         feature_extractor_weights_path=str(converted),
         cache=False,
+        cuda=torch.cuda.is_available(),
         verbose=False,
     )
     record = run_fid(capsys, tmp_path / "a", tmp_path / "b", "--weights_path", converted, "--kid_subset_size", 6)

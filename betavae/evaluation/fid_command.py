@@ -71,7 +71,7 @@ def compare(a: FeatureSet, b: FeatureSet, kid_subset_size: int, kid_subsets: int
         ConfigError: fewer than 2 images on a side, or fewer than ``kid_subset_size`` for KID.
     """
     for s in (a, b):
-        if s.n < 2:
+        if s.n is not None and s.n < 2:
             raise ConfigError(f"FID needs at least 2 images on each side; {s.path} has {s.n}")
     if a.features is None or b.features is None:
         fid = frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
@@ -151,7 +151,7 @@ def fid(
 
 def _timing(*sides: FeatureSet) -> dict[str, Any]:
     """Wall and CPU seconds of the feature passes (image folders only) and images per wall second."""
-    images = sum(s.n for s in sides if s.kind == "images")
+    images = sum(s.n or 0 for s in sides if s.kind == "images")
     seconds, cpu = sum(s.seconds for s in sides), sum(s.cpu_seconds for s in sides)
     return {
         "feature_seconds": round(seconds, 2),

@@ -31,7 +31,7 @@ class FeatureSet:
 
     path: Path
     network: str
-    n: int
+    n: int | None  # None: a statistics file that does not say (pytorch-fid's)
     mu: np.ndarray
     sigma: np.ndarray
     features: np.ndarray | None = None
@@ -143,7 +143,7 @@ def load_stats(path: str | Path) -> FeatureSet:
         raise DataError(f"{path} needs arrays mu (d,) and sigma (d, d), as pytorch-fid writes; it has {sorted(stored)}")
     network = str(stored["network"]) if "network" in stored else "unknown (no 'network' entry; pytorch-fid's file?)"
     features = stored.get("features")
-    n = int(stored["n"]) if "n" in stored else (len(features) if features is not None else 0)
+    n = int(stored["n"]) if "n" in stored else (len(features) if features is not None else None)
     return FeatureSet(path, network, n, mu.astype(np.float64), sigma.astype(np.float64), features)
 
 

