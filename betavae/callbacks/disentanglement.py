@@ -19,9 +19,15 @@ from betavae.callbacks._common import due
 from betavae.disentanglement import Preset
 from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating
-from betavae.runs import trainer_run_dir
+from betavae.run_folders import trainer_run_dir
 from betavae.scoring.codes import ValidationCodes, batch_codes, ground_truth_of
-from betavae.scoring.disentanglement import grid_scores, observed_scores, preset_sizes, scored_on_grid
+from betavae.scoring.disentanglement import (
+    DisentanglementSettings,
+    grid_scores,
+    observed_scores,
+    preset_sizes,
+    scored_on_grid,
+)
 
 
 class DisentanglementMetrics(Callback):
@@ -79,6 +85,11 @@ class DisentanglementMetrics(Callback):
         self.on_grid = False
         self.last: dict[str, Any] | None = None  # the last record written
         self._run_dir: Path | None = None
+
+    @property
+    def settings(self) -> DisentanglementSettings:
+        """This callback's preset, seed, interventions and n_jobs, as ``evaluate`` reuses them."""
+        return DisentanglementSettings(self.preset, self.seed, self.interventions, self.n_jobs)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._run_dir = trainer_run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP

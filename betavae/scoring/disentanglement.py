@@ -18,6 +18,7 @@ their labels.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,8 +31,25 @@ from betavae.disentanglement import (
     sample_codes,
 )
 from betavae.model_api import evaluating, needs_label
-from betavae.runs import datamodule_label
+from betavae.run_labels import datamodule_label
 from betavae.scoring.codes import ground_truth_columns, ground_truth_of
+
+
+@dataclass
+class DisentanglementSettings:
+    """How the disentanglement metrics are drawn (the ``DisentanglementMetrics`` callback's, reused by ``evaluate``).
+
+    Args:
+        preset: Sample sizes: ``"fast"``, ``"default"`` (disentanglement_lib's) or a ``Preset``.
+        seed: Seed of every draw, split and estimator.
+        interventions: On factor data, also the BetaVAE and FactorVAE scores.
+        n_jobs: DCI's factors fitted in parallel (joblib); the scores do not depend on it.
+    """
+
+    preset: str | Preset = "fast"
+    seed: int = 0
+    interventions: bool = True
+    n_jobs: int | None = None
 
 
 def scored_on_grid(model: Any, datamodule: Any) -> bool:
