@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHAPES_MODEL, conv_nets
 from PIL import Image
 
 from betavae.cli import main
@@ -42,7 +43,7 @@ def tiny_data() -> ShapesDataModule:
 
 def tiny_vae(seed: int = 0) -> BetaVAE:
     torch.manual_seed(seed)
-    model = BetaVAE(in_channels=1, image_size=16, hidden_channels=[8, 16], latent_dim=LATENT)
+    model = BetaVAE(in_channels=1, image_size=16, **conv_nets(8, 16), latent_dim=LATENT)
     with torch.no_grad():  # dimension 2 is the prior for every image: mean KL exactly 0, an inactive dimension
         for layer in (model.fc_mu, model.fc_logvar):
             layer.weight[2].zero_()
@@ -221,7 +222,7 @@ def test_a_deterministic_code_spans_its_validation_spread():
 
 def test_a_conditional_model_decodes_with_the_chosen_class():
     torch.manual_seed(0)
-    model = ConditionalVAE(num_classes=3, in_channels=1, image_size=16, hidden_channels=(8, 16), latent_dim=LATENT)
+    model = ConditionalVAE(num_classes=3, in_channels=1, image_size=16, **conv_nets(8, 16), latent_dim=LATENT)
     served = Served(LatentExplorer(model, tiny_data(), num_images=4))
     try:
         info = json.loads(served.get("/api/info")[2])
@@ -252,9 +253,7 @@ def checkpoint(tmp_path_factory) -> Path:
         main(
             [
                 "fit",
-                "--model=betavae.models.BetaVAE",
-                "--model.init_args.hidden_channels=[8,16]",
-                f"--model.init_args.latent_dim={LATENT}",
+                *SHAPES_MODEL,  # the tiny BetaVAE of the CLI tests: LATENT (4) dimensions
                 "--data=betavae.data.ShapesDataModule",
                 "--data.init_args.num_images=32",
                 "--data.init_args.image_size=16",
