@@ -36,6 +36,7 @@ class BetaVAETrainer(Trainer):
         output_dir: str | None = None,
         weights_only: bool | None = None,
         disentanglement_preset: Literal["default", "fast", "none"] | Preset = "default",
+        skip_fid: bool = False,
     ) -> dict[str, Any]:
         """Score a checkpoint for the study's table: mean SSIM and PSNR, FID of prior samples, and the
         disentanglement metrics on data with factors, attributes or class labels.
@@ -56,6 +57,8 @@ class BetaVAETrainer(Trainer):
                 the protocol's numbers; slow on a CPU: about 2 hours on 64×64 shapes, most of it the BetaVAE and
                 FactorVAE scores), ``fast`` (about a tenth), ``none`` (skip them), or the sizes of a
                 ``betavae.disentanglement.Preset``.
+            skip_fid: No FID/KID (e.g. a study's other seeds, where the Inception features cost more than
+                the rest of the evaluation); the JSON says so in ``fid_note``.
         """
         fid = self._callback(FID)
         settings = self._callback(DisentanglementMetrics) or DisentanglementMetrics()
@@ -75,6 +78,7 @@ class BetaVAETrainer(Trainer):
                 "interventions": settings.interventions,
                 "n_jobs": settings.n_jobs,
             },
+            skip_fid=skip_fid,
         )
         if self.is_global_zero:
             print(result["markdown"])
