@@ -20,7 +20,8 @@
 # all), --evaluate-only (= evaluate, then report), --report-only (= --stage report), --no-report (what the
 # SLURM evaluate jobs run), --dry-run (print each run's state and its fit and evaluate commands, run nothing).
 # --cpu only: --preset default|fast|none (evaluate's disentanglement sample sizes; default: default),
-# --fid-samples N (prior samples for FID/KID; default 1000), --fid-seeds "0" (the seeds whose runs get
+# --fid-samples N (prior samples for FID/KID; default 1000), --fid-real N (reference validation images;
+# default: as many as --fid-samples; the whole split is 5,000), --fid-seeds "0" (the seeds whose runs get
 # FID; default the first seed; "" for none), --val-every N (validation epochs during fit; default 5).
 #
 # Local runs resume: a finished fit leaves <run>/fit.done (written after `fit` exits 0), a finished
@@ -82,7 +83,7 @@ SMOKE_PRESET='{"num_train": 100, "num_test": 50, "dci_train": 100, "dci_test": 5
   "betavae_train": 20, "betavae_eval": 10, "factorvae_train": 20, "factorvae_eval": 10, "factorvae_variance": 100}'
 
 smoke=0 slurm=0 cpu=0 dry_run=0 no_report=0 out="" betas="" seeds="" models="$ALL_MODELS" runs=""
-dsprites_root="" stage=all preset=default fid_samples=1000 fid_seeds="unset" val_every=5 extra=()
+dsprites_root="" stage=all preset=default fid_samples=1000 fid_real="" fid_seeds="unset" val_every=5 extra=()
 need_value() { if [[ $# -lt 2 ]]; then echo "disentanglement_study.sh: $1 needs a value (see --help)" >&2; exit 2; fi; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -93,7 +94,7 @@ while [[ $# -gt 0 ]]; do
     --evaluate-only) stage=evaluate+report ;;
     --report-only) stage=report ;;
     --no-report) no_report=1 ;;
-    --stage|--out|--betas|--seeds|--models|--runs|--dsprites-root|--preset|--fid-samples|--fid-seeds|--val-every)
+    --stage|--out|--betas|--seeds|--models|--runs|--dsprites-root|--preset|--fid-samples|--fid-real|--fid-seeds|--val-every)
       need_value "$@"
       case "$1" in
         --stage) stage="$2" ;;
@@ -105,6 +106,7 @@ while [[ $# -gt 0 ]]; do
         --dsprites-root) dsprites_root="$2" ;;
         --preset) preset="$2" ;;
         --fid-samples) fid_samples="$2" ;;
+        --fid-real) fid_real="$2" ;;
         --fid-seeds) fid_seeds="$2" ;;
         --val-every) val_every="$2" ;;
       esac
@@ -123,6 +125,7 @@ case "$stage" in
 esac
 case "$preset" in default|fast|none) ;; *) fail "--preset must be default, fast or none; got '$preset'" ;; esac
 if ! [[ "$fid_samples" =~ ^[0-9]+$ && "$fid_samples" -ge 2 ]]; then fail "--fid-samples must be an integer >= 2; got '$fid_samples'"; fi
+if [[ -n "$fid_real" ]] && ! [[ "$fid_real" =~ ^[0-9]+$ && "$fid_real" -ge 2 ]]; then fail "--fid-real must be an integer >= 2; got '$fid_real'"; fi
 if ! [[ "$val_every" =~ ^[0-9]+$ && "$val_every" -ge 1 ]]; then fail "--val-every must be an integer >= 1; got '$val_every'"; fi
 for model in $models; do
   if [[ " $ALL_MODELS " != *" $model "* ]]; then fail "unknown model $model in --models (choose from: $ALL_MODELS)"; fi
@@ -240,12 +243,13 @@ run_args() {  # the fit arguments of run $1 (index), after its --config
 
 eval_args() {  # the evaluate arguments of run $1 (index), after --ckpt_path
   local i="$1"
-  if [[ $smoke -eq 1 ]]; then printf '%s\n' --disentanglement_preset "$SMOKE_PRESET"; return; fi
+  if [[ $smoke -eq 1 ]]; then printf '%s\n' --disentanglement_preset "${SMOKE_PRESET//$'\n'/ }"; return; fi  # one line
   printf '%s\n' --disentanglement_preset "$preset"
   if [[ $cpu -eq 1 ]]; then
     if [[ " $fid_seeds " == *" ${SEED[$i]} "* ]]; then
       local subset=$((fid_samples < 1000 ? fid_samples : 1000))
-      printf '%s\n' --fid.num_samples "$fid_samples" --fid.kid_subset_size "$subset"
+      printf '%s\n' --fid.num_samples "$fid_samples" --fid.max_real_images "${fid_real:-$fid_samples}" \
+        --fid.kid_subset_size "$subset"
     else
       printf '%s\n' --skip_fid true
     fi
@@ -315,7 +319,12 @@ fi
 
 # locally: each run's fit, then its evaluation, run by run (resuming: finished ones are skipped)
 if [[ $do_fit -eq 1 || $do_eval -eq 1 ]]; then
-  study_start=$SECONDS done_runs=0 done_seconds=0 skipped=0 pending=0 total=${#GRID[@]}
+  study_start=$SECONDS done_runs=0 done_seconds=0 skipped=0 pending=0 total=${#GRID[@]} todo=0
+  for run in "${GRID[@]}"; do  # the runs this invocation has work for: the time left is counted over them
+    if [[ $do_fit -eq 1 ]] && ! fit_done "$run"; then todo=$((todo + 1))
+    elif [[ $do_eval -eq 1 ]] && ! evaluation_done "$run" && { [[ $cpu -eq 0 ]] || fit_done "$run"; }; then todo=$((todo + 1)); fi
+  done
+  echo "=== ${#GRID[@]} runs under $runs_dir: $todo with work to do (stage $stage)"
   for i in "${!GRID[@]}"; do
     children_cpu
     run="${GRID[$i]}" run_start=$SECONDS cpu_before=$CHILD_CPU did=()
@@ -363,10 +372,10 @@ if [[ $do_fit -eq 1 || $do_eval -eq 1 ]]; then
     fi
     spent=$((SECONDS - run_start)) done_runs=$((done_runs + 1))
     done_seconds=$((done_seconds + spent))
-    left=$(((total - i - 1) * done_seconds / done_runs))
+    left=$(((todo - done_runs) * done_seconds / done_runs))
     children_cpu
     echo "--- [$((i + 1))/$total] $run: ${did[*]} in $(duration "$spent") (CPU $(duration $((CHILD_CPU - cpu_before))));" \
-      "study: $(duration $((SECONDS - study_start))) spent, ~$(duration "$left") left ($((total - i - 1)) runs at $(duration $((done_seconds / done_runs))) each)"
+      "study: $(duration $((SECONDS - study_start))) spent, ~$(duration "$left") left ($((todo - done_runs)) runs at $(duration $((done_seconds / done_runs))) each)"
   done
   echo "=== ${#GRID[@]} runs: $done_runs run here, $skipped already done, $pending not trained yet, in $(duration $((SECONDS - study_start)))"
 fi

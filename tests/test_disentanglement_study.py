@@ -183,6 +183,7 @@ def test_cpu_options_are_checked(tmp_path):
         (["--stage", "train"], "--stage must be one of fit, evaluate, report, all"),
         (["--preset", "quick"], "--preset must be default, fast or none"),
         (["--fid-samples", "1"], "--fid-samples must be an integer >= 2"),
+        (["--fid-real", "x"], "--fid-real must be an integer >= 2"),
         (["--smoke"], "exclude each other"),
         (["--stage"], "--stage needs a value"),
     ]:
@@ -217,7 +218,12 @@ def test_a_cpu_run_is_a_wandb_run_a_dashboard_can_group(tmp_path, monkeypatch):
     assert offline["group"] == "shapes"
     assert {"shapes", "BetaVAE", "beta8", "seed1", "study_cpu"} <= set(offline["tags"])
     config = offline["config"]
-    assert (config["dataset"], config["variant"], config["beta"], config["seed_everything"]) == ("shapes", "BetaVAE", 8.0, 1)
+    assert (config["dataset"], config["variant"], config["beta"], config["seed_everything"]) == (
+        "shapes",
+        "BetaVAE",
+        8.0,
+        1,
+    )
     assert {"latent_dim", "likelihood", "kld_weight", "loss_type"} <= set(config)
     summary = offline["summary"]
     assert {"train/loss", "val/psnr", "val/ssim", "eval/psnr", "eval/ssim"} <= set(summary)
@@ -259,4 +265,13 @@ def test_the_cpu_study_resumes(tmp_path):
     (run / "version_0" / "evaluation" / "last.json").unlink()
     log = run_process(["bash", str(SCRIPT), *options, "--stage", "evaluate"], env, 600)
     assert "=== fit" not in log and "=== evaluate shapes_betavae_b4_s0" in log
+    (run / "fit.done").unlink()  # as if stopped after its checkpoint at step 2: it continues there, to step 4
+    longer = [*[a for a in CPU_TINY if not a.startswith("--trainer.max_steps")], "--trainer.max_steps=4"]
+    longer = [a if a != "--trainer.max_epochs=1" else "--trainer.max_epochs=2" for a in longer]
+    log = run_process(["bash", str(SCRIPT), *options, "--stage", "fit", "--", *longer], env, 600)
+    assert "continuing from" in log and (run / "fit.done").is_file()
     assert [p.name for p in run.iterdir() if p.name.startswith("version_")] == ["version_0"]
+    steps = [int(r["step"]) for r in csv.DictReader((run / "version_0" / "metrics.csv").open()) if r.get("train/loss")]
+    assert len(steps) == 4 and steps == sorted(set(steps))  # one log: 2 steps, then 2 more
+    assert len({p.name for p in (run / "wandb").glob("offline-run-*")}) >= 2  # the same W&B id, resumed
+    assert len({p.name.rsplit("-", 1)[-1] for p in (run / "wandb").glob("offline-run-*")}) == 1
