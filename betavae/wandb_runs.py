@@ -91,6 +91,7 @@ def log_evaluation(evaluation_json: str | Path, project: str | None = None) -> s
         return run.id
     finally:
         run.finish()
+        wandb.teardown()  # waits for W&B's service to write the run's file (finish alone may return before)
 
 
 def offline_records(path: str | Path) -> Iterator[Any]:
