@@ -127,7 +127,8 @@ CPU_TINY = [  # a few steps of a narrow net on few images: the plumbing, not the
     "--trainer.enable_model_summary=false",
     "--data.init_args.num_images=128",
     "--data.init_args.batch_size=32",
-    "--model.init_args.hidden_channels=[8,8,8,8]",
+    "--model.init_args.encoder.init_args.hidden_channels=[8,8,8,8]",
+    "--model.init_args.decoder.init_args.hidden_channels=[8,8,8,8]",
     "--traversal.every_n_epochs=100",
     "--grids.every_n_epochs=100",
 ]

@@ -48,8 +48,9 @@ class DisentanglementMetrics(Callback):
     and ``normalize`` get one warning and no metrics; a failure of the metrics (e.g. too few validation
     images for an attribute) is one warning, and training goes on.
 
-    Cost: the fast preset on the quickstart model (64×64 shapes) renders and encodes ~245,000 images
-    (the BetaVAE and FactorVAE scores draw all but 3,000 of them, ~2.2 ms of CPU each): 568 s of CPU
+    Cost: the fast preset on the quickstart model (64×64 shapes) draws ~245,000 images, 208,345 of them
+    distinct, each rendered and encoded once (the BetaVAE and FactorVAE scores draw all but 3,000 of them,
+    ~2.2 ms of CPU each; docs/scoring_speed.md): before that cache, 568 s of CPU
     time on 2 cores, as long as the quickstart's whole training; the sample-based metrics alone
     (``interventions: false``) about 40 s. Hence off by default; on a GPU the images take seconds and
     DCI's trees (CPU, ~20 s at the fast preset) dominate.
@@ -61,7 +62,8 @@ class DisentanglementMetrics(Callback):
             ``betavae.disentanglement.Preset``. Compare runs under one preset only.
         seed: Seed of every draw, split and estimator (the same seed gives the same numbers).
         interventions: On factor data, also the BetaVAE and FactorVAE scores (they render most images).
-        n_jobs: DCI's factors fitted in parallel (joblib; -1: every core); the scores do not depend on it.
+        n_jobs: DCI's factors fitted in parallel processes (``None``: one per core; 1: one at a time); the
+            scores do not depend on it.
     """
 
     def __init__(
