@@ -21,8 +21,8 @@ Beyond LightningCLI itself:
   continue their W&B run (``betavae.tracking``).
 - ``evaluate`` and ``traverse`` are subcommands like ``fit`` (methods of ``BetaVAETrainer``, same config
   system); without ``--config`` they take the ``config.yaml`` of the checkpoint's run.
-- ``report RUN_DIR...``, ``fid PATH_A PATH_B`` and ``prefetch`` need no model: plain jsonargparse commands,
-  dispatched by ``main``.
+- ``report RUN_DIR...``, ``fid PATH_A PATH_B``, ``prefetch`` and ``wandb-summary EVALUATION_JSON...`` need
+  no model: plain jsonargparse commands, dispatched by ``main``.
 """
 
 from __future__ import annotations
@@ -68,11 +68,13 @@ from betavae.models.legacy import REPLACEMENTS, legacy_flags, legacy_keys, upgra
 from betavae.run_folders import NewRunFolders, trainer_run_dir
 from betavae.tracking import configure_wandb, logger_entries, write_run_ids
 from betavae.trainer import BetaVAETrainer
+from betavae.wandb_runs import log_evaluation
 
 DESCRIPTION = (
     "betavae: train and evaluate autoencoders. Besides the subcommands below: `report RUN_DIR...` (one table "
     "across runs: Markdown, CSV, bar charts), `fid PATH_A PATH_B` (FID/KID between two image folders or .npz "
-    "statistics, like pytorch-fid) and `prefetch` (find, convert or download the FID network's weights); see "
+    "statistics, like pytorch-fid), `prefetch` (find, convert or download the FID network's weights) and "
+    "`wandb-summary EVALUATION_JSON...` (evaluate's scores into each run's W&B summary); see "
     "`python -m betavae report --help`. Known errors print one message and exit 1; set BETAVAE_DEBUG=1 to see "
     "their traceback too."
 )
@@ -377,7 +379,26 @@ def prefetch_command(args: list[str]) -> None:
     prefetch(**parser.parse_args(args).as_dict())
 
 
-STANDALONE_COMMANDS = {"report": report_command, "prefetch": prefetch_command, "fid": fid_command}
+def wandb_summary_command(args: list[str]) -> None:
+    """``wandb-summary EVALUATION_JSON... [--project P]``: each run's evaluate scores into its W&B run."""
+    parser = ArgumentParser(
+        prog="betavae wandb-summary",
+        description="Add the scores of `evaluate` JSON files (<run>/evaluation/last.json) to the summary of each "
+        "run's W&B run (eval/mig, eval/psnr, ...), resumed by the id in its wandb_id file (betavae.wandb_runs).",
+    )
+    parser.add_argument("evaluations", nargs="+", type=str, help="evaluate's JSON files.")
+    parser.add_argument("--project", type=str, default=None, help="The W&B project (default: the run's own).")
+    config = parser.parse_args(args)
+    for path in config.evaluations:
+        print(f"W&B run {log_evaluation(path, config.project)}: summary eval/* from {path}")
+
+
+STANDALONE_COMMANDS = {
+    "report": report_command,
+    "prefetch": prefetch_command,
+    "fid": fid_command,
+    "wandb-summary": wandb_summary_command,
+}
 
 
 def main(args: ArgsType = None) -> None:

@@ -52,6 +52,7 @@ class BetaVAETrainer(Trainer):
         output_dir: str | None = None,
         weights_only: bool | None = None,
         disentanglement_preset: Literal["default", "fast", "none"] | Preset = "default",
+        skip_fid: bool = False,
     ) -> dict[str, Any]:
         """Score a checkpoint for the study's table: mean SSIM and PSNR, FID of prior samples, and the
         disentanglement metrics on data with factors, attributes or class labels.
@@ -72,6 +73,8 @@ class BetaVAETrainer(Trainer):
                 the protocol's numbers; slow on a CPU: about 2 hours on 64×64 shapes, most of it the BetaVAE and
                 FactorVAE scores), ``fast`` (about a tenth), ``none`` (skip them), or the sizes of a
                 ``betavae.disentanglement.Preset``.
+            skip_fid: No FID/KID (e.g. a study's other seeds, where the Inception features cost more than
+                the rest of the evaluation); the JSON says so in ``fid_note``.
         """
         fid = self._settings(FIDSettings)
         settings = self._settings(DisentanglementSettings) or DisentanglementSettings()
@@ -91,6 +94,7 @@ class BetaVAETrainer(Trainer):
                 "interventions": settings.interventions,
                 "n_jobs": settings.n_jobs,
             },
+            skip_fid=skip_fid,
         )
         if self.is_global_zero:
             print(result["markdown"])
