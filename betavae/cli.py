@@ -21,7 +21,7 @@ Beyond LightningCLI itself:
   continue their W&B run (``betavae.tracking``).
 - ``evaluate`` and ``traverse`` are subcommands like ``fit`` (methods of ``BetaVAETrainer``, same config
   system); without ``--config`` they take the ``config.yaml`` of the checkpoint's run.
-- ``report RUN_DIR...`` and ``prefetch`` need no model: plain jsonargparse commands, dispatched by ``main``.
+- ``report RUN_DIR...``, ``prefetch`` and ``dashboard`` need no model: plain jsonargparse commands, dispatched by ``main``.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ from betavae.trainer import BetaVAETrainer
 
 DESCRIPTION = (
     "betavae: train and evaluate autoencoders. Besides the subcommands below: `report RUN_DIR...` (one table "
-    "across runs: Markdown, CSV, bar charts) and `prefetch` (download the FID network's weights); see "
+    "across runs: Markdown, CSV, bar charts), `prefetch` (download the FID network's weights) and `dashboard` (the "
+    "W&B β-comparison view and report); see "
     "`python -m betavae report --help`. Known errors print one message and exit 1; set BETAVAE_DEBUG=1 to see "
     "their traceback too."
 )
@@ -302,7 +303,24 @@ def prefetch_command(args: list[str]) -> None:
     prefetch(**parser.parse_args(args).as_dict())
 
 
-STANDALONE_COMMANDS = {"report": report_command, "prefetch": prefetch_command}
+def dashboard_command(args: list[str]) -> None:
+    """``dashboard --entity E [--project P] [--group G]``: the W&B β-comparison view and report
+    (``betavae.dashboard``)."""
+    from betavae.dashboard import dashboard
+
+    parser = ArgumentParser(
+        prog="betavae dashboard",
+        description="Build the W&B β-comparison workspace (a saved view) and report: the study's runs grouped by "
+        "dataset and β; β against FID, SSIM, PSNR, KL and each disentanglement metric; PSNR against MIG; the scores "
+        "over epochs; the KL-per-dimension histograms; traversals, samples and reconstructions in β order. Online it "
+        "saves both and prints their URLs; offline (WANDB_MODE=offline, or no API key) it writes the specification "
+        "to --spec_path and prints the command that pushes it later. Needs pip install -e \".[wandb-dashboards]\".",
+    )
+    parser.add_function_arguments(dashboard)
+    dashboard(**parser.parse_args(args).as_dict())
+
+
+STANDALONE_COMMANDS = {"report": report_command, "prefetch": prefetch_command, "dashboard": dashboard_command}
 
 
 def main(args: ArgsType = None) -> None:

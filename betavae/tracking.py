@@ -35,6 +35,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.loggers import WandbLogger
 
 from betavae.runs import run_dir_of, run_info, run_keys, short_name, trainer_run_dir
+from betavae.wandb_keys import beta_tag
 
 ID_FILE = "wandb_id"
 WANDB_LOGGER = "WandbLogger"
@@ -46,7 +47,7 @@ def run_tags(info: dict[str, Any]) -> list[str]:
     """``[dataset, variant, beta10]`` (the last only for models with a β)."""
     tags = [str(info["dataset"]), str(info["variant"])]
     if info.get("beta") is not None:
-        tags.append(f"beta{info['beta']:g}")
+        tags.append(beta_tag(info["beta"]))
     return tags
 
 
