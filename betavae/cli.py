@@ -21,7 +21,8 @@ Beyond LightningCLI itself:
   continue their W&B run (``betavae.tracking``).
 - ``evaluate`` and ``traverse`` are subcommands like ``fit`` (methods of ``BetaVAETrainer``, same config
   system); without ``--config`` they take the ``config.yaml`` of the checkpoint's run.
-- ``report RUN_DIR...``, ``prefetch`` and ``dashboard`` need no model: plain jsonargparse commands, dispatched by ``main``.
+- ``report RUN_DIR...``, ``prefetch`` and ``dashboard`` need no model: plain jsonargparse commands, dispatched
+  by ``main``.
 """
 
 from __future__ import annotations
@@ -314,7 +315,7 @@ def dashboard_command(args: list[str]) -> None:
         "dataset and β; β against FID, SSIM, PSNR, KL and each disentanglement metric; PSNR against MIG; the scores "
         "over epochs; the KL-per-dimension histograms; traversals, samples and reconstructions in β order. Online it "
         "saves both and prints their URLs; offline (WANDB_MODE=offline, or no API key) it writes the specification "
-        "to --spec_path and prints the command that pushes it later. Needs pip install -e \".[wandb-dashboards]\".",
+        'to --spec_path and prints the command that pushes it later. Needs pip install -e ".[wandb-dashboards]".',
     )
     parser.add_function_arguments(dashboard)
     dashboard(**parser.parse_args(args).as_dict())

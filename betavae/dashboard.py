@@ -32,7 +32,6 @@ from typing import Any
 from betavae.errors import ConfigError
 from betavae.wandb_keys import (
     BETA,
-    DATASET,
     DISENTANGLEMENT,
     EPOCH,
     GROUP_BY,
@@ -48,7 +47,7 @@ from betavae.wandb_keys import (
 STUDY_BETAS = (1.0, 2.0, 4.0, 8.0, 10.0, 16.0, 100.0)
 VIEW_NAME = "β study"
 INSTALL_HINT = (
-    "`betavae dashboard` needs W&B's wandb-workspaces library: pip install -e \".[wandb-dashboards]\" "
+    '`betavae dashboard` needs W&B\'s wandb-workspaces library: pip install -e ".[wandb-dashboards]" '
     "(or pip install wandb-workspaces)"
 )
 
@@ -164,10 +163,8 @@ def build_report(entity: str, project: str, group: str | None = None, betas: Seq
     ]
     for title, panels in sections():
         blocks.append(wr.H2(title))
-        if title == "Images by β":
-            runsets = [runset(f"β = {b:g}", [b]) for b in betas]
-        else:
-            runsets = [runset("β study", betas)]
+        by_beta = title == "Images by β"  # one run set (a column) per β
+        runsets = [runset(f"β = {b:g}", [b]) for b in betas] if by_beta else [runset("β study", betas)]
         blocks.append(wr.PanelGrid(runsets=runsets, panels=panels))
     title = f"β comparison: {project}" + (f" ({group})" if group else "")
     return wr.Report(entity=entity, project=project, title=title, width="fluid", blocks=blocks)
