@@ -32,7 +32,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from betavae.errors import CheckpointError, MissingFileError
-from betavae.runs import process_alive
+from betavae.processes import process_alive
 
 TEMP_SUFFIX = ".tmp"
 #: hyperparameters that decide the shapes of a model's weights, and where a config sets them

@@ -53,18 +53,17 @@ from betavae.callbacks import (
 from betavae.checkpoints import (
     AtomicCheckpointIO,
     RunCheckpoint,
-    check_checkpoint,
     check_fits,
     find_last_checkpoint,
-    load_checkpoint,
 )
 from betavae.config_names import CONFIG_FLAGS, resolve_config_args, with_run_config
 from betavae.data import ImageDataModule
-from betavae.errors import CheckpointError, debugging, known_error
+from betavae.errors import debugging, known_error
 from betavae.evaluation import report
 from betavae.fid import prefetch
+from betavae.loaded_checkpoint import LoadedCheckpoint, read_checkpoint
 from betavae.models import AutoencoderModule
-from betavae.runs import NewRunFolders, trainer_run_dir
+from betavae.run_folders import NewRunFolders, trainer_run_dir
 from betavae.tracking import configure_wandb, logger_entries, write_run_ids
 from betavae.trainer import BetaVAETrainer
 
@@ -147,7 +146,7 @@ class BetaVAECLI(LightningCLI):
     checkpoints, W&B run keys, and the ``evaluate`` / ``traverse`` subcommands.
 
     A run that fails before it starts (a missing folder, bad weights, a broken checkpoint) removes the
-    folders it created (``betavae.runs.NewRunFolders``).
+    folders it created (``betavae.run_folders.NewRunFolders``).
     """
 
     def __init__(self, args: ArgsType = None, **kwargs: Any) -> None:
@@ -162,6 +161,7 @@ class BetaVAECLI(LightningCLI):
         )
         self.run_started = RunStarted()
         self.new_folders: NewRunFolders | None = None
+        self.checkpoint: LoadedCheckpoint | None = None  # --ckpt_path, read once
         try:
             super().__init__(
                 AutoencoderModule,
@@ -232,7 +232,7 @@ class BetaVAECLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path is not None and ckpt_path not in LIGHTNING_CKPT_NAMES:
-            check_checkpoint(ckpt_path)  # before LightningCLI reads its hyperparameters
+            self.checkpoint = read_checkpoint(ckpt_path)  # checked before LightningCLI reads its hyperparameters
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config
@@ -260,14 +260,13 @@ class BetaVAECLI(LightningCLI):
         config = self.config_init[self.subcommand]
         path = config.get("ckpt_path")
         if path is not None and path not in LIGHTNING_CKPT_NAMES:
-            try:
-                checkpoint = load_checkpoint(path, weights_only=True)
-            except CheckpointError as err:
-                if "weights_only" not in str(err):
-                    raise
-                checkpoint = None  # objects beyond tensors: Lightning loads it as the user asked (weights_only)
-            if checkpoint is not None:
-                check_fits(self.model, checkpoint, path)
+            read = self.checkpoint if self.checkpoint is not None and self.checkpoint.is_for(path) else None
+            read = read or read_checkpoint(path)  # a path found later (--ckpt_path last), or parsed from a dict
+            if read.contents is not None:
+                check_fits(self.model, read.contents, path)
+            if self.subcommand in ("evaluate", "traverse"):  # the command loads its weights from this read
+                self.trainer.loaded_checkpoint = read
+        self.checkpoint = None  # fit & co. load the file through Lightning: nothing held in memory meanwhile
         self.new_folders = NewRunFolders(self.trainer)
 
     before_fit = before_validate = before_test = before_predict = _check_checkpoint
@@ -329,7 +328,8 @@ def main(args: ArgsType = None) -> None:
 
     A known error (``betavae.errors.BetaVAEError``: config, data, checkpoint, architecture) prints its
     message alone and exits 1 (``BETAVAE_DEBUG=1`` re-raises it with its traceback); SIGTERM exits 143 after
-    the checkpoint callback has saved the run and printed how to resume it.
+    the checkpoint callback has saved the run and printed how to resume it; Ctrl-C (KeyboardInterrupt, e.g.
+    during the disentanglement metrics of ``evaluate``) prints ``betavae <cmd>: interrupted`` and exits 130.
     """
     argv = sys.argv[1:] if args is None else args
     command = argv[0] if isinstance(argv, (list, tuple)) and argv else "betavae"
@@ -340,6 +340,9 @@ def main(args: ArgsType = None) -> None:
         BetaVAECLI(args=args)
     except SIGTERMException:
         sys.exit(128 + signal.SIGTERM)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback, the shell's status for SIGINT
+        print(f"betavae {command}: interrupted", file=sys.stderr, flush=True)
+        sys.exit(128 + signal.SIGINT)
     except Exception as err:
         known = known_error(err)
         if known is None or debugging():

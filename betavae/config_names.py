@@ -12,7 +12,7 @@ from pathlib import Path
 from lightning.pytorch.utilities import rank_zero_info
 
 import betavae
-from betavae.runs import run_dir_of
+from betavae.run_folders import run_dir_of
 
 CONFIG_FLAGS = ("--config", "-c")
 RUN_COMMANDS = ("evaluate", "traverse")  # subcommands that default to the checkpoint's run config

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import Callback
 
-from betavae.callbacks import FID, DisentanglementMetrics, LatentTraversal
 from betavae.data import ImageDataModule
 from betavae.disentanglement import Preset
 from betavae.evaluation import evaluate_checkpoint, traverse_checkpoint
+from betavae.loaded_checkpoint import LoadedCheckpoint
 from betavae.models import AutoencoderModule
+from betavae.scoring.disentanglement import DisentanglementSettings
+from betavae.scoring.fid import FIDSettings
+from betavae.scoring.traversal import TraversalSettings
+
+Settings = TypeVar("Settings")
 
 
 class BetaVAETrainer(Trainer):
@@ -23,8 +27,19 @@ class BetaVAETrainer(Trainer):
     those of the run's ``fid``, ``disentanglement`` and ``traversal`` callbacks.
     """
 
-    def _callback(self, kind: type[Callback]) -> Any:
-        return next((c for c in self.callbacks if isinstance(c, kind)), None)
+    #: the ``--ckpt_path`` as the CLI read it (``LoadedCheckpoint``), for ``evaluate`` and ``traverse``
+    loaded_checkpoint: LoadedCheckpoint | None = None
+
+    def _checkpoint(self, ckpt_path: str) -> LoadedCheckpoint | str:
+        """The CLI's read of ``ckpt_path`` when it has one (with its contents), else the path to load."""
+        read = self.loaded_checkpoint
+        return read if read is not None and read.contents is not None and read.is_for(ckpt_path) else ckpt_path
+
+    def _settings(self, kind: type[Settings]) -> Settings | None:
+        """The settings of type ``kind`` (``betavae.scoring``) that one of the run's callbacks carries as
+        ``settings``; ``None`` when none does."""
+        found = (getattr(c, "settings", None) for c in self.callbacks)
+        return next((s for s in found if isinstance(s, kind)), None)
 
     def evaluate(
         self,
@@ -57,12 +72,12 @@ class BetaVAETrainer(Trainer):
                 FactorVAE scores), ``fast`` (about a tenth), ``none`` (skip them), or the sizes of a
                 ``betavae.disentanglement.Preset``.
         """
-        fid = self._callback(FID)
-        settings = self._callback(DisentanglementMetrics) or DisentanglementMetrics()
+        fid = self._settings(FIDSettings)
+        settings = self._settings(DisentanglementSettings) or DisentanglementSettings()
         result = evaluate_checkpoint(
             model,
             datamodule,
-            ckpt_path,
+            self._checkpoint(ckpt_path),
             images,
             crop_size,
             fid,
@@ -121,11 +136,11 @@ class BetaVAETrainer(Trainer):
         record = traverse_checkpoint(
             model,
             datamodule,
-            ckpt_path,
+            self._checkpoint(ckpt_path),
             dims=dims,
             image=image,
             top_k=top_k,
-            settings=self._callback(LatentTraversal),
+            settings=self._settings(TraversalSettings),
             crop_size=crop_size,
             device=self.strategy.root_device,
             output_dir=output_dir,

@@ -5,7 +5,7 @@ charts with them, so the two cannot drift apart; ``tests/test_dashboard.py`` che
 offline run really logs, so a renamed metric fails a test instead of leaving an empty panel.
 
 Where each key comes from (the callbacks in ``betavae.callbacks``; the config keys from
-``betavae.runs.run_keys`` through ``betavae.tracking``):
+``betavae.run_labels.run_keys`` through ``betavae.tracking``):
 
 - ``val/loss``, ``val/recon``, ``val/kl``: the model's validation loss parts (``AutoencoderModule``);
 - ``val/psnr``, ``val/ssim``: ``ReconstructionMetrics``, every validation epoch;
@@ -39,7 +39,7 @@ __all__ = [
     "val_key",
 ]
 
-#: config keys every run carries (``betavae.runs.run_keys``)
+#: config keys every run carries (``betavae.run_labels.run_keys``)
 DATASET, BETA, VARIANT = "dataset", "beta", "variant"
 CONFIG_KEYS = (DATASET, BETA, VARIANT)
 #: the dashboard's grouping: one group per dataset, then one per β inside it

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
 from betavae.dashboard import sections  # noqa: E402
-from betavae.runs import run_keys  # noqa: E402
+from betavae.run_labels import run_keys  # noqa: E402
 from betavae.wandb_keys import BETA, DATASET, EPOCH  # noqa: E402
 
 

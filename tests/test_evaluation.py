@@ -69,6 +69,37 @@ def test_evaluate_scores_the_validation_split_and_writes_json_and_markdown(tmp_p
     assert row[2] in capsys.readouterr().out
 
 
+def test_evaluate_and_traverse_check_and_read_the_checkpoint_once(tmp_path, monkeypatch):
+    """The CLI checks and reads --ckpt_path once (``LoadedCheckpoint``) and the command loads its weights from
+    that read; LightningCLI's own read of the hyperparameters is the only other ``torch.load``."""
+    import inspect
+
+    import torch
+
+    import betavae.checkpoints
+
+    monkeypatch.chdir(tmp_path)
+    ckpt = train("shapes_once") / "checkpoints" / "last.ckpt"
+    checks, loads = [], []
+    problem, load = betavae.checkpoints.checkpoint_problem, torch.load
+
+    def counting_problem(path):
+        checks.append(path)
+        return problem(path)
+
+    def counting_load(*args, **kwargs):
+        loads.append(inspect.stack()[1].frame.f_globals.get("__name__", "?").split(".")[0])
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(betavae.checkpoints, "checkpoint_problem", counting_problem)
+    monkeypatch.setattr(torch, "load", counting_load)
+    main(["evaluate", f"--ckpt_path={ckpt}", *TINY_FID])
+    assert len(checks) == 1 and sorted(loads) == ["betavae", "lightning"]
+    checks.clear(), loads.clear()
+    main(["traverse", f"--ckpt_path={ckpt}", "--dims=0,1"])
+    assert len(checks) == 1 and sorted(loads) == ["betavae", "lightning"]
+
+
 def test_evaluate_scores_a_denoiser_on_its_corrupted_input_exactly_as_validation_does(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     masking = [

@@ -44,7 +44,8 @@ from betavae.data.cache_keys import (
     file_digest,
 )
 from betavae.errors import BetaVAEError, DataError
-from betavae.runs import process_alive, trainer_run_dir
+from betavae.processes import process_alive
+from betavae.run_folders import trainer_run_dir
 
 
 class BadImagesError(BetaVAEError, RuntimeError):

@@ -10,12 +10,12 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from betavae.errors import ConfigError
+from betavae.image_seeds import image_seeds
 from betavae.models.base import check_non_negative
 from betavae.models.estimators import permute_dims
 from betavae.models.posterior import DiagonalGaussian
 from betavae.models.vae import VAE
 from betavae.nets import CodeDiscriminator
-from betavae.runs import image_seeds
 
 
 class FactorVAE(VAE):

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from betavae.errors import ConfigError
+from betavae.image_seeds import image_seeds
 from betavae.models.base import AutoencoderModule, check_non_negative
 from betavae.models.posterior import DiagonalGaussian
 from betavae.nets import BurgessDecoder, BurgessEncoder, ConvDecoder, ConvEncoder
-from betavae.runs import image_seeds
 
 STUDY_HIDDEN_CHANNELS = (32, 64, 128, 256, 512)
 ARCHITECTURES = {"study": (ConvEncoder, ConvDecoder), "burgess": (BurgessEncoder, BurgessDecoder)}
