@@ -126,6 +126,10 @@ NOT_RUN = [
         "benchmarks: minutes of compute (or a GPU); their results are the tables in docs/speed.md",
     ),
     (r"python scripts/disentanglement_reference\.py", "minutes of CPU; its results are the known-answer table"),
+    (
+        r"python scripts/profile_scoring\.py",
+        "a profiling benchmark (minutes of CPU); its results are the page's tables",
+    ),
     (r"python scripts/crosscheck_disentanglement_lib\.py", "needs a checkout of disentanglement_lib"),
     (r"python scripts/dashboard_figure\.py --train", "trains three runs (minutes); --runs is tested"),
 ]
