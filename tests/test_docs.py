@@ -128,7 +128,7 @@ NOT_RUN = [
     (r"python scripts/disentanglement_reference\.py", "minutes of CPU; its results are the known-answer table"),
     (
         r"python scripts/profile_scoring\.py",
-        "a profiling benchmark (minutes of CPU); its results are the page's tables",
+        "a profiling benchmark (minutes); its results are the page's tables",
     ),
     (r"python scripts/crosscheck_disentanglement_lib\.py", "needs a checkout of disentanglement_lib"),
     (r"python scripts/dashboard_figure\.py --train", "trains three runs (minutes); --runs is tested"),
