@@ -91,12 +91,14 @@ def draw(runs: list[dict], out: Path) -> Path:
     """The figure: the scatter panels, the curves and the traversals, as the dashboard lays them out."""
     runs = sorted(runs, key=lambda r: r["config"][BETA])
     panels = dict(sections())
-    scatter = [p for p in panels["β against the scores"] if p.y.name in ("val/fid", "val/ssim", "val/psnr", "val/kl")]
-    scatter += [p for p in panels["β against the scores"] if p.y.name == "val/mig" or p.x.name == "val/mig"]
+    by_beta = [p for p in panels["β against the scores"] if p.x.name == BETA]
+    scatter = [p for p in by_beta if p.y.name in ("val/fid", "val/ssim", "val/psnr", "val/kl", "val/mig")]
+    scatter += [p for p in panels["β against the scores"] if p.x.name == "val/mig"]  # the trade-off
     curves = [p for p in panels["Over training"] if p.y[0] in ("val/ssim", "val/kl", "val/mig")]
     n_plots = len(scatter) + len(curves)
     cols = 3
-    rows = -(-n_plots // cols) + 1
+    shown = [r for r in runs if r["traversal"] is not None]
+    rows = -(-n_plots // cols) + (1 if shown else 0)
     fig = plt.figure(figsize=(4.2 * cols, 3.3 * rows), layout="constrained")
     grid = fig.add_gridspec(rows, cols)
     colours = plt.get_cmap("viridis")
@@ -122,15 +124,20 @@ def draw(runs: list[dict], out: Path) -> Path:
             if points:
                 ax.plot(*zip(*points, strict=True), marker="o", color=colour[run["config"][BETA]])
         ax.set_xlabel(panel.x), ax.set_ylabel(key), ax.set_title(panel.title, fontsize=9)
-    media = fig.add_subplot(grid[rows - 1, :])
+    media = fig.add_subplot(grid[rows - 1, :]) if shown else None
+    if media is None:  # no run has a traversal image yet
+        return _save(fig, runs, colour, out)
     media.axis("off")
-    shown = [r for r in runs if r["traversal"] is not None]
     media.set_title("Latent traversals, runs in β order (the dashboard's media panel)", fontsize=9)
     for k, run in enumerate(shown):
         inset = media.inset_axes((k / len(shown), 0, 1 / len(shown) - 0.01, 1))
         inset.imshow(plt.imread(run["traversal"]))
         inset.axis("off")
         inset.set_title(f"{run['config'][DATASET]}, β = {run['config'][BETA]:g}", fontsize=8)
+    return _save(fig, runs, colour, out)
+
+
+def _save(fig: plt.Figure, runs: list[dict], colour: dict, out: Path) -> Path:
     handles = [plt.Line2D([], [], marker="o", ls="", color=colour[b], label=f"β = {b:g}") for b in colour]
     fig.legend(handles=handles, loc="outside upper center", ncols=len(handles))
     out.parent.mkdir(parents=True, exist_ok=True)
