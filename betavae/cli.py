@@ -21,8 +21,8 @@ Beyond LightningCLI itself:
   continue their W&B run (``betavae.tracking``).
 - ``evaluate`` and ``traverse`` are subcommands like ``fit`` (methods of ``BetaVAETrainer``, same config
   system); without ``--config`` they take the ``config.yaml`` of the checkpoint's run.
-- ``report RUN_DIR...``, ``fid PATH_A PATH_B``, ``prefetch`` and ``wandb-summary EVALUATION_JSON...`` need
-  no model: plain jsonargparse commands, dispatched by ``main``.
+- ``report RUN_DIR...``, ``fid PATH_A PATH_B``, ``prefetch``, ``wandb-summary EVALUATION_JSON...`` and
+  ``dashboard`` need no model: plain jsonargparse commands, dispatched by ``main``.
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ DESCRIPTION = (
     "betavae: train and evaluate autoencoders. Besides the subcommands below: `report RUN_DIR...` (one table "
     "across runs: Markdown, CSV, bar charts), `fid PATH_A PATH_B` (FID/KID between two image folders or .npz "
     "statistics, like pytorch-fid), `prefetch` (find, convert or download the FID network's weights) and "
-    "`wandb-summary EVALUATION_JSON...` (evaluate's scores into each run's W&B summary); see "
+    "`wandb-summary EVALUATION_JSON...` (evaluate's scores into each run's W&B summary) and "
+    "`dashboard` (the W&B β-comparison view and report); see "
     "`python -m betavae report --help`. Known errors print one message and exit 1; set BETAVAE_DEBUG=1 to see "
     "their traceback too."
 )
@@ -393,11 +394,29 @@ def wandb_summary_command(args: list[str]) -> None:
         print(f"W&B run {log_evaluation(path, config.project)}: summary eval/* from {path}")
 
 
+def dashboard_command(args: list[str]) -> None:
+    """``dashboard --entity E [--project P] [--group G]``: the W&B β-comparison view and report
+    (``betavae.dashboard``)."""
+    from betavae.dashboard import dashboard
+
+    parser = ArgumentParser(
+        prog="betavae dashboard",
+        description="Build the W&B β-comparison workspace (a saved view) and report: the study's runs grouped by "
+        "dataset and β; β against FID, SSIM, PSNR, KL and each disentanglement metric; PSNR against MIG; the scores "
+        "over epochs; the KL-per-dimension histograms; traversals, samples and reconstructions in β order. Online it "
+        "saves both and prints their URLs; offline (WANDB_MODE=offline, or no API key) it writes the specification "
+        'to --spec_path and prints the command that pushes it later. Needs pip install -e ".[wandb-dashboards]".',
+    )
+    parser.add_function_arguments(dashboard)
+    dashboard(**parser.parse_args(args).as_dict())
+
+
 STANDALONE_COMMANDS = {
     "report": report_command,
     "prefetch": prefetch_command,
     "fid": fid_command,
     "wandb-summary": wandb_summary_command,
+    "dashboard": dashboard_command,
 }
 
 
