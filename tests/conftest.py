@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -40,6 +41,17 @@ SHAPES_DATA = [
     "--data.init_args.image_size=16",
 ]
 SHAPES = [*SHAPES_MODEL, *SHAPES_DATA]
+
+
+def bash_commands(markdown: str) -> list[str]:
+    """The commands of a page's ```bash blocks: one per line, continuations joined, comments dropped."""
+    commands = []
+    for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", markdown, re.S):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                commands.append(" ".join(line.split()))
+    return commands
 
 
 @pytest.fixture

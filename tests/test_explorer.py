@@ -8,6 +8,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -311,6 +312,28 @@ def test_explore_warns_that_a_non_loopback_host_has_no_authentication(checkpoint
         assert "explore: open http://" in out.out and f":{server.server_address[1]}/" in out.out
 
 
+def test_explore_serves_the_page_until_ctrl_c(checkpoint):
+    """`python -m betavae explore --ckpt_path CKPT` as docs/explorer.md and the README show it, without a browser:
+    it prints the model, the active dimensions and the address, serves the page and the API there, and Ctrl-C
+    stops it with one line and status 0."""
+    process, url, lines = start_explore(checkpoint, drain=False)
+    try:
+        assert re.fullmatch(
+            rf"explore: BetaVAE from {re.escape(str(checkpoint.resolve()))} \(epoch 0\), [0-4] of {LATENT} "
+            r"dimensions active\n",
+            lines[-2],
+        )
+        assert re.fullmatch(r"explore: open http://127\.0\.0\.1:\d+/  \(Ctrl-C stops it\)\n", lines[-1])
+        with urllib.request.urlopen(url, timeout=60) as page:
+            assert page.status == 200 and b"<html" in page.read().lower()
+        with urllib.request.urlopen(url + "api/info", timeout=60) as answer:
+            assert len(json.loads(answer.read())["dimensions"]) == LATENT
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0 and rest.strip().splitlines()[-1] == "explore: stopped", rest
+
+
 # --------------------------------------------------------------------------- a real browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -338,8 +361,9 @@ def browser_missing() -> str | None:
     return None
 
 
-def start_explore(checkpoint: Path) -> tuple[subprocess.Popen, str]:
-    """``python -m betavae explore`` on a free port, in its own process; returns it and the printed URL."""
+def start_explore(checkpoint: Path, drain: bool = True) -> tuple[subprocess.Popen, str, list[str]]:
+    """``python -m betavae explore`` on a free port, in its own process; returns it, the printed URL and the lines
+    printed until then. ``drain``: read the rest of its output in a thread (else the caller reads it)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen(
         [sys.executable, "-u", "-m", "betavae", "explore", f"--ckpt_path={checkpoint}", "--port=0", "--images=8"],
@@ -357,8 +381,9 @@ def start_explore(checkpoint: Path) -> tuple[subprocess.Popen, str]:
         lines.append(line)
         found = re.search(r"explore: open (http://\S+)", line)
         if found:
-            threading.Thread(target=process.stdout.read, daemon=True).start()  # keep its pipe drained
-            return process, found.group(1)
+            if drain:
+                threading.Thread(target=process.stdout.read, daemon=True).start()  # keep its pipe drained
+            return process, found.group(1), lines
     process.kill()
     raise AssertionError("explore printed no URL:\n" + "".join(lines))
 
@@ -371,7 +396,7 @@ def test_the_page_in_headless_chromium_redraws_as_a_slider_moves(checkpoint, tmp
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    process, url = start_explore(checkpoint)
+    process, url, _ = start_explore(checkpoint)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in [*BROWSER_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:

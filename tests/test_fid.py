@@ -252,6 +252,19 @@ def test_prefetch_command_downloads_to_the_given_path(tmp_path, monkeypatch, cap
     assert fid_module.WEIGHTS_ENV in capsys.readouterr().out
 
 
+def test_prefetch_download_true_fills_the_torch_hub_cache(no_weights, monkeypatch, capsys):
+    """`python -m betavae prefetch --download true` (docs/fid.md) with no local source: torch-fidelity's file
+    lands in $TORCH_HOME/hub/checkpoints/, where FID then finds it; a second call finds it there."""
+    payload = b"weights"
+    monkeypatch.setattr(fid_module.urllib.request, "urlopen", lambda *a, **k: io.BytesIO(payload))
+    monkeypatch.setattr(fid_module, "INCEPTION_SHA256_PREFIX", hashlib.sha256(payload).hexdigest()[:8])
+    main(["prefetch", "--download", "true"])
+    assert no_weights.read_bytes() == payload and f"Done (checksum OK): {no_weights}" in capsys.readouterr().out
+    assert fid_module.find_inception_weights(download=False) == no_weights
+    main(["prefetch", "--download", "true"])
+    assert str(no_weights) in capsys.readouterr().out
+
+
 def test_a_run_with_fid_and_no_weights_stops_at_setup_before_training(no_weights, shapes_args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     CountTrainBatches.batches = 0

