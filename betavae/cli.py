@@ -66,6 +66,7 @@ from betavae.models import AutoencoderModule
 from betavae.runs import NewRunFolders, trainer_run_dir
 from betavae.tracking import configure_wandb, logger_entries, write_run_ids
 from betavae.trainer import BetaVAETrainer
+from betavae.versions import check_run_root, claim_logger_versions
 
 DESCRIPTION = (
     "betavae: train and evaluate autoencoders. Besides the subcommands below: `report RUN_DIR...` (one table "
@@ -160,6 +161,7 @@ class BetaVAECLI(LightningCLI):
         )
         self.run_started = RunStarted()
         self.new_folders: NewRunFolders | None = None
+        self.claimed_folders: list[Path] = []  # version_N folders claimed before the trainer exists
         try:
             super().__init__(
                 AutoencoderModule,
@@ -175,6 +177,10 @@ class BetaVAECLI(LightningCLI):
                     self.new_folders.discard()
                 except Exception as cleanup_error:  # never hide the run's own error behind the cleanup's
                     rank_zero_warn(f"could not remove the folders of the run that failed: {cleanup_error!r}")
+            elif self.new_folders is None:  # failed before the trainer existed: only the claimed, still empty, folders
+                for folder in reversed(self.claimed_folders):
+                    if folder.is_dir() and not any(folder.iterdir()):
+                        folder.rmdir()
             raise
 
     @staticmethod
@@ -243,6 +249,9 @@ class BetaVAECLI(LightningCLI):
             else:
                 rank_zero_info(f"--ckpt_path last: resuming from {found}")
             config.ckpt_path = found
+        check_run_root((config.get("trainer") or {}).get("default_root_dir"))
+        if self.subcommand == "fit":  # a run of its own: version_N claimed now, atomically (betavae.versions)
+            self.claimed_folders = claim_logger_versions(config.trainer)
         configure_wandb(config)
 
     def instantiate_trainer(self, **kwargs: Any) -> BetaVAETrainer:
@@ -266,7 +275,7 @@ class BetaVAECLI(LightningCLI):
                 checkpoint = None  # objects beyond tensors: Lightning loads it as the user asked (weights_only)
             if checkpoint is not None:
                 check_fits(self.model, checkpoint, path)
-        self.new_folders = NewRunFolders(self.trainer)
+        self.new_folders = NewRunFolders(self.trainer, self.claimed_folders)
 
     before_fit = before_validate = before_test = before_predict = _check_checkpoint
     before_evaluate = before_traverse = _check_checkpoint
