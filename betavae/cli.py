@@ -52,17 +52,17 @@ from betavae.callbacks import (
 from betavae.checkpoints import (
     AtomicCheckpointIO,
     RunCheckpoint,
-    check_checkpoint,
     check_fits,
     find_last_checkpoint,
     load_checkpoint,
 )
 from betavae.config_names import CONFIG_FLAGS, resolve_config_args, with_run_config
 from betavae.data import ImageDataModule
-from betavae.errors import CheckpointError, debugging, known_error
+from betavae.errors import MissingFileError, debugging, known_error
 from betavae.evaluation import report
 from betavae.fid import prefetch
 from betavae.models import AutoencoderModule
+from betavae.resume import ResumeSettings, check_resume
 from betavae.runs import NewRunFolders, trainer_run_dir
 from betavae.tracking import configure_wandb, logger_entries, write_run_ids
 from betavae.trainer import BetaVAETrainer
@@ -162,6 +162,8 @@ class BetaVAECLI(LightningCLI):
         self.run_started = RunStarted()
         self.new_folders: NewRunFolders | None = None
         self.claimed_folders: list[Path] = []  # version_N folders claimed before the trainer exists
+        self.checkpoint: tuple[str, dict[str, Any]] | None = None  # (ckpt_path, its contents), loaded once
+        self.given_model: Namespace | None = None
         try:
             super().__init__(
                 AutoencoderModule,
@@ -225,6 +227,8 @@ class BetaVAECLI(LightningCLI):
             return
         try:
             args = resolve_config_args(with_run_config(list(args)))
+        except MissingFileError:
+            raise
         except FileNotFoundError as err:
             parser.error(str(err))
         for given, instead in linked_settings_given(args):
@@ -236,7 +240,11 @@ class BetaVAECLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path is not None and ckpt_path not in LIGHTNING_CKPT_NAMES:
-            check_checkpoint(ckpt_path)  # before LightningCLI reads its hyperparameters
+            # its contents checked, weights-only, before LightningCLI reads its hyperparameters
+            weights_only = self.config[subcommand].get("weights_only") is not False
+            self.checkpoint = (ckpt_path, load_checkpoint(ckpt_path, weights_only=weights_only))
+        if subcommand == "fit":  # the user's model settings: LightningCLI replaces them with a checkpoint's
+            self.given_model = self.config.fit.model.clone()
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config
@@ -249,6 +257,8 @@ class BetaVAECLI(LightningCLI):
             else:
                 rank_zero_info(f"--ckpt_path last: resuming from {found}")
             config.ckpt_path = found
+        if self.subcommand == "fit" and config.get("ckpt_path") and self.given_model is not None:
+            config.model = self.given_model  # a resume keeps or refuses the settings given now (betavae.resume)
         check_run_root((config.get("trainer") or {}).get("default_root_dir"))
         if self.subcommand == "fit":  # a run of its own: version_N claimed now, atomically (betavae.versions)
             self.claimed_folders = claim_logger_versions(config.trainer)
@@ -267,14 +277,14 @@ class BetaVAECLI(LightningCLI):
         config = self.config_init[self.subcommand]
         path = config.get("ckpt_path")
         if path is not None and path not in LIGHTNING_CKPT_NAMES:
-            try:
-                checkpoint = load_checkpoint(path, weights_only=True)
-            except CheckpointError as err:
-                if "weights_only" not in str(err):
-                    raise
-                checkpoint = None  # objects beyond tensors: Lightning loads it as the user asked (weights_only)
-            if checkpoint is not None:
-                check_fits(self.model, checkpoint, path)
+            if self.checkpoint is not None and self.checkpoint[0] == path:
+                checkpoint = self.checkpoint[1]
+            else:
+                checkpoint = load_checkpoint(path, weights_only=config.get("weights_only") is not False)
+            check_fits(self.model, checkpoint, path)
+            if self.subcommand == "fit":
+                self.trainer.callbacks.append(ResumeSettings(check_resume(self.model, checkpoint, path)))
+            self.checkpoint = None  # Lightning loads it again to restore the run; nothing kept in between
         self.new_folders = NewRunFolders(self.trainer, self.claimed_folders)
 
     before_fit = before_validate = before_test = before_predict = _check_checkpoint
