@@ -250,8 +250,8 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 
     from helpers import feature_sets, seeded_pairs
 
-    from betavae.callbacks import reconstruction_metrics
     from betavae.fid import GenerativeScores
+    from betavae.scoring.reconstruction import reconstruction_metrics
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
@@ -281,7 +281,7 @@ def test_metric_states_are_gathered_across_processes(tmp_path):
 
     from helpers import feature_sets, scores_with, seeded_pairs
 
-    from betavae.callbacks import reconstruction_metrics
+    from betavae.scoring.reconstruction import reconstruction_metrics
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -21,8 +21,6 @@ from conftest import write_celeba, write_dsprites
 from torch import nn
 
 from betavae.callbacks import DisentanglementMetrics, LatentTraversal
-from betavae.callbacks.codes import ValidationCodes, dimension_captions, ground_truth_columns, interleave_ranks
-from betavae.callbacks.traversal import row_label
 from betavae.data import CelebADataModule, DSpritesDataModule, ShapesDataModule
 from betavae.data.dsprites import DSPRITES_FILE
 from betavae.disentanglement import (
@@ -34,6 +32,8 @@ from betavae.disentanglement import (
     model_representation,
 )
 from betavae.models import AutoencoderModule, DiagonalGaussian
+from betavae.scoring.codes import ValidationCodes, dimension_captions, ground_truth_columns, interleave_ranks
+from betavae.scoring.traversal import row_label
 
 TINY_PRESET = Preset(
     num_train=60,

@@ -10,9 +10,10 @@ import torch
 from helpers import seeded_pairs, skimage_scores
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
-from betavae.callbacks import SSIM, ReconstructionMetrics, reconstruction_metrics
+from betavae.callbacks import ReconstructionMetrics
 from betavae.data import ShapesDataModule
 from betavae.models import AutoencoderModule
+from betavae.scoring.reconstruction import SSIM, reconstruction_metrics
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -13,7 +13,10 @@ from helpers import SCALES, KnownKL
 from PIL import Image
 
 from betavae.callbacks import LatentTraversal
-from betavae.callbacks.traversal import (
+from betavae.cli import BetaVAECLI, main
+from betavae.data import ShapesDataModule
+from betavae.evaluation import parse_dims
+from betavae.scoring.traversal import (
     check_dims,
     mean_kl_per_dim,
     render_traversal,
@@ -21,9 +24,6 @@ from betavae.callbacks.traversal import (
     traversal_values,
     traverse_latents,
 )
-from betavae.cli import BetaVAECLI, main
-from betavae.data import ShapesDataModule
-from betavae.evaluation import parse_dims
 
 
 def data(n: int = 48) -> ShapesDataModule:

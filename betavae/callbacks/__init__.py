@@ -7,7 +7,7 @@ from betavae.callbacks.disentanglement import DisentanglementMetrics
 from betavae.callbacks.fid import FID
 from betavae.callbacks.images import ImageGrids
 from betavae.callbacks.latent import LatentViews
-from betavae.callbacks.metrics import SSIM, ReconstructionMetrics, reconstruction_metrics
+from betavae.callbacks.metrics import ReconstructionMetrics
 from betavae.callbacks.traversal import LatentTraversal
 
 __all__ = [
@@ -15,10 +15,8 @@ __all__ = [
     "AnomalyScores",
     "DisentanglementMetrics",
     "LatentViews",
-    "SSIM",
     "ImageGrids",
     "LatentTraversal",
     "LossCurves",
     "ReconstructionMetrics",
-    "reconstruction_metrics",
 ]

@@ -1,19 +1,7 @@
 """Disentanglement metrics of the model being trained: ``val/mig``, ``val/sap``, ``val/dci_*``, ... every N epochs.
 
-The metrics are those of ``betavae.disentanglement`` (the protocols of disentanglement_lib, Locatello et
-al. 2019); this module decides what they run on, for any data module (``betavae.data.ground_truth``):
-
-- **factors** (shapes, dSprites, 3D Shapes): ``evaluate_representation`` on the factor grid, images drawn
-  uniformly and rendered on demand, the codes μ of ``model_representation``: every metric, the BetaVAE and
-  FactorVAE scores included;
-- **attributes or labels** (CelebA's 40 attributes, class labels): ``evaluate_codes`` on the codes of the
-  validation images and their observed ground truth (``betavae.callbacks.codes``): the sample-based
-  metrics only, since nothing can render an image with one attribute changed. A class label counts as
-  one 0/1 attribute per class.
-
-A conditional model (``betavae.model_api.needs_label``) encodes with its class label, which grid images
-drawn from the factors do not carry: it is scored like attribute data, on the validation images with
-their labels.
+The hook over ``betavae.scoring.disentanglement`` (what the metrics run on, for any data module): when to
+score, where to log and write.
 """
 
 from __future__ import annotations
@@ -24,88 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from betavae.callbacks._common import due
-from betavae.callbacks.codes import ValidationCodes, batch_codes, ground_truth_columns, ground_truth_of
-from betavae.disentanglement import (
-    Preset,
-    evaluate_codes,
-    evaluate_representation,
-    model_representation,
-    sample_codes,
-)
+from betavae.disentanglement import Preset
 from betavae.errors import ConfigError
-from betavae.model_api import api_problem, evaluating, needs_label
-from betavae.runs import datamodule_label, trainer_run_dir
-
-
-def scored_on_grid(model: Any, datamodule: Any) -> bool:
-    """Whether ``model`` is scored on ``datamodule``'s factor grid (else on observed validation codes)."""
-    kind, _ = ground_truth_of(datamodule)
-    return kind == "factors" and not needs_label(model)
-
-
-def preset_sizes(preset: str | Preset) -> dict[str, Any]:
-    """A preset's name and sample sizes, for records: ``{"name": "fast", "num_train": 2000, ...}``."""
-    p = Preset.named(preset)
-    return {"name": preset if isinstance(preset, str) else "custom", **vars(p)}
-
-
-def grid_scores(
-    model: Any, datamodule: Any, preset: str | Preset, seed: int, interventions: bool = True, n_jobs: int | None = None
-) -> dict[str, Any]:
-    """Every metric of ``model``'s μ on the factor grid of ``datamodule`` (a ``GroundTruthData``).
-
-    With ``interventions`` ``evaluate_representation`` (all nine keys); without, only its sample-based part
-    (the same draws and the same numbers for those seven keys, without the BetaVAE and FactorVAE scores).
-
-    Returns:
-        ``{"scores": {key: value}, "basis": ..., "n": images of the sample-based metrics, "dropped": []}``.
-    """
-    p = Preset.named(preset)
-    with evaluating(model):
-        represent = model_representation(model)
-        if interventions:
-            scores = evaluate_representation(datamodule, represent, p, seed, n_jobs=n_jobs)
-        else:
-            codes, factors = sample_codes(datamodule, represent, p.num_train + p.num_test, np.random.default_rng(seed))
-            scores = evaluate_codes(codes, factors, p, seed, n_jobs)
-    sizes = "×".join(str(s) for s in datamodule.factor_sizes)
-    basis = f"{datamodule_label(datamodule)} factor grid ({sizes}), uniform draws"
-    return {"scores": scores, "basis": basis, "n": p.num_train + p.num_test, "dropped": []}
-
-
-def observed_scores(
-    codes: np.ndarray,
-    factors: np.ndarray,
-    names: tuple[str, ...],
-    datamodule: Any,
-    preset: str | Preset,
-    seed: int,
-    n_jobs: int | None = None,
-) -> dict[str, Any]:
-    """The sample-based metrics of validation codes (N, D) against their observed ground truth (N, K).
-
-    Class labels become one 0/1 column per class and constant columns are dropped
-    (``ground_truth_columns``); ``evaluate_codes`` needs at least two columns left.
-
-    Raises:
-        ValueError: fewer than two usable columns, or what ``evaluate_codes`` refuses (names the problem).
-    """
-    kind, classes = ground_truth_of(datamodule)
-    columns, kept, dropped = ground_truth_columns(factors, names, kind, classes)
-    if columns.shape[1] < 2:
-        raise ValueError(
-            f"{len(codes)} validation images leave {columns.shape[1]} ground-truth column(s) with more than one "
-            f"value ({', '.join(kept) or 'none'}); the metrics compare at least 2 (more validation images?)"
-        )
-    scores = evaluate_codes(codes, columns, preset, seed, n_jobs)
-    what = {"attributes": "attributes", "labels": "classes (one 0/1 column each)", "factors": "factors"}[kind]
-    basis = f"{datamodule_label(datamodule)} validation split, {len(kept)} {what}"
-    return {"scores": scores, "basis": basis, "n": len(codes), "dropped": list(dropped)}
+from betavae.model_api import api_problem, evaluating
+from betavae.runs import trainer_run_dir
+from betavae.scoring.codes import ValidationCodes, batch_codes, ground_truth_of
+from betavae.scoring.disentanglement import grid_scores, observed_scores, preset_sizes, scored_on_grid
 
 
 class DisentanglementMetrics(Callback):

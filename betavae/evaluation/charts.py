@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from betavae.evaluation.seeds import aggregate
+from betavae.evaluation.over_seeds import aggregate
 from betavae.evaluation.tables import DISENTANGLEMENT_COLUMNS, as_float
 from betavae.plotting import bar_chart, labelled_scatter, median_chart
 
@@ -46,7 +46,7 @@ def model_label(record: Mapping[str, Any]) -> str:
 def beta_charts(records: Sequence[Mapping[str, Any]], out: Path) -> dict[str, Path]:
     """``<metric>_vs_beta.png`` per disentanglement metric that some run with a β has: one line per
     (model, dataset) through the median over seeds at each β, with [min, max] as error bars where there are
-    several seeds (``betavae.evaluation.seeds``); each setting without β on the same chart as a dashed
+    several seeds (``betavae.evaluation.over_seeds``); each setting without β on the same chart as a dashed
     median with a shaded [min, max] band; β on a log axis when it spans a factor of 10 or more."""
     groups = aggregate(records)
     files = {}

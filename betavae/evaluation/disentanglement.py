@@ -1,6 +1,6 @@
 """``evaluate``'s disentanglement part: every metric of a checkpoint's codes, with what it rests on.
 
-The same computation as the ``DisentanglementMetrics`` callback (``betavae.callbacks.disentanglement``):
+The same computation as the ``DisentanglementMetrics`` callback (``betavae.scoring.disentanglement``):
 on factor data all nine metrics on the factor grid, on attribute or label data the seven sample-based
 ones on the validation split; by default at disentanglement_lib's sample sizes (``preset="default"``),
 the protocol's numbers. Their cost on 2 CPU cores: DCI's gradient-boosted trees ~350 s of CPU, and on
@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from betavae.callbacks.codes import ValidationCodes, batch_codes, ground_truth_of
-from betavae.callbacks.disentanglement import grid_scores, observed_scores, preset_sizes, scored_on_grid
 from betavae.disentanglement import ALL_KEYS, Preset
 from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating
+from betavae.scoring.codes import ValidationCodes, batch_codes, ground_truth_of
+from betavae.scoring.disentanglement import grid_scores, observed_scores, preset_sizes, scored_on_grid
 
 PRESETS = ("default", "fast", "none")
 

@@ -23,7 +23,6 @@ import torch
 from torch import nn
 
 from betavae.callbacks.fid import FID
-from betavae.callbacks.metrics import reconstruction_metrics
 from betavae.checkpoints import check_fits, load_checkpoint
 from betavae.data.cache import skip_bad_files
 from betavae.errors import ConfigError
@@ -31,6 +30,7 @@ from betavae.evaluation.disentanglement import timed_disentanglement
 from betavae.evaluation.tables import markdown_table
 from betavae.model_api import api_problem, evaluating, model_input, with_label
 from betavae.runs import datamodule_label, model_beta, run_dir_of
+from betavae.scoring.reconstruction import reconstruction_metrics
 
 METRIC_NOTE = (
     "images in [0, 1] (model.to_pixels), data range 1; reconstructions decode μ; PSNR: mean over images of "

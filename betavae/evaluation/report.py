@@ -23,7 +23,7 @@ import yaml
 from betavae.disentanglement import ALL_KEYS
 from betavae.errors import MissingFileError
 from betavae.evaluation.charts import write_charts
-from betavae.evaluation.seeds import with_seeds, write_seed_tables
+from betavae.evaluation.over_seeds import with_seeds, write_seed_tables
 from betavae.evaluation.tables import as_float, markdown, markdown_table, run_label, table_cells
 from betavae.runs import dataset_label, model_beta
 
@@ -305,7 +305,7 @@ def csv_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def write_report(records: Sequence[Mapping[str, Any]], output_dir: str | Path) -> dict[str, Path]:
     """``results.md``, ``results.csv``, ``study_tables.md`` (the study's three tables, see ``study_tables``),
-    ``seeds.md`` and ``seeds.csv`` (runs that differ only in seed as one row, ``betavae.evaluation.seeds``)
+    ``seeds.md`` and ``seeds.csv`` (runs that differ only in seed as one row, ``betavae.evaluation.over_seeds``)
     and the charts of ``betavae.evaluation.charts.write_charts`` in ``output_dir``."""
     records = with_seeds(records)  # each run's seed_everything, from its config.yaml
     out = Path(output_dir).expanduser()

@@ -11,11 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from betavae.callbacks.codes import ValidationCodes, dimension_captions, ground_truth_of
-from betavae.callbacks.traversal import LatentTraversal, check_dims, mean_kl_per_dim, render_traversal, top_dims
+from betavae.callbacks.traversal import LatentTraversal
 from betavae.errors import ConfigError
 from betavae.evaluation.evaluate import load_weights, run_dir_of, validation_batches
 from betavae.model_api import api_problem
+from betavae.scoring.codes import ValidationCodes, dimension_captions, ground_truth_of
+from betavae.scoring.traversal import check_dims, mean_kl_per_dim, render_traversal, top_dims
 
 
 def parse_dims(dims: Sequence[int] | str | int | None) -> list[int] | None:

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from betavae.evaluation import charts
+from betavae.evaluation.over_seeds import SEED_METRICS, aggregate, spread_cell, with_seeds
 from betavae.evaluation.report import write_report
-from betavae.evaluation.seeds import SEED_METRICS, aggregate, spread_cell, with_seeds
 
 METRICS = [key for _, key in SEED_METRICS]
 
