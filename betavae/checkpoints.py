@@ -9,7 +9,8 @@
   on SIGTERM or Ctrl-C (with the command that resumes the run).
 - :func:`check_checkpoint` says why a path is not a readable checkpoint (missing, empty, not a PyTorch file,
   truncated); :func:`check_fits` names both shapes when a checkpoint does not fit the model;
-  :func:`find_last_checkpoint` takes the newest readable ``last*.ckpt`` of an experiment, skipping broken ones.
+  :func:`find_last_checkpoint` takes the readable checkpoint with the largest stored global step of an experiment,
+  skipping broken ones. Every load is weights-only (:data:`WEIGHTS_ONLY_NOTE`), Lightning's own included.
 """
 
 from __future__ import annotations

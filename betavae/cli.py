@@ -14,8 +14,10 @@ Beyond LightningCLI itself:
   ``fid.every_n_epochs`` is set) and ``disentanglement`` (``val/mig``, ``val/sap``, ...; off unless
   ``disentanglement.every_n_epochs`` is set); each is configurable under its key, e.g.
   ``--checkpoint.save_top_k 3``.
-- ``fit --ckpt_path last`` resumes from the newest ``last*.ckpt`` of the experiment, in any of its
-  version folders, not only the new run's own (empty) folder.
+- ``fit --ckpt_path last`` resumes from the readable checkpoint with the largest stored global step of the
+  experiment, in any of its version folders, whatever its name; a setting that differs from the checkpoint's
+  takes effect or stops the run (``betavae.resume``).
+- ``fit`` claims its ``version_N`` folder atomically before anything starts (``betavae.versions``).
 - W&B runs get the same comparison keys (dataset, variant, β, kld_weight, latent size), a group per
   dataset, tags like ``beta10`` and an id kept in the run directory, so resumed and requeued runs
   continue their W&B run (``betavae.tracking``).

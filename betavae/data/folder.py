@@ -18,12 +18,12 @@ import torch
 from PIL import Image, ImageOps
 from torchvision.transforms.v2 import functional as TF
 
+from betavae.data.bad_files import check_bad_files
 from betavae.data.base import ImageDataModule
 from betavae.data.cache import (
     CachedImageDataset,
     CacheEntry,
     DecodedCache,
-    check_bad_files,
     decode_files,
     load_or_build,
 )

@@ -24,7 +24,7 @@ from torch import nn
 
 from betavae.callbacks.fid import FID
 from betavae.checkpoints import check_fits, load_checkpoint
-from betavae.data.cache import skip_bad_files
+from betavae.data.bad_files import skip_bad_files
 from betavae.errors import ConfigError
 from betavae.evaluation.disentanglement import timed_disentanglement
 from betavae.evaluation.tables import markdown_table
@@ -76,7 +76,7 @@ def folder_batches(
     import functools
 
     from betavae.data import find_images, load_image
-    from betavae.data.cache import try_decode
+    from betavae.data.bad_files import try_decode
 
     folder = Path(folder).expanduser()
     bad = [] if bad is None else bad
