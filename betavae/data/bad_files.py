@@ -34,8 +34,8 @@ def check_bad_files(
     unreadable: Sequence[tuple[str, str]] = (),
 ) -> Path | None:
     """``skip_bad_files`` for the files a cache skipped, with the subfolders that could not be listed
-    (``unreadable``); the full list is kept beside the cache (``bad_images-<key>.txt``)."""
-    keep = entry.folder / f"bad_images-{entry.key[:16]}.txt"
+    (``unreadable``); the full list is kept beside the cache (its ``bad_files-<key>.txt``, absolute paths)."""
+    keep = entry.bad_list_path
     return skip_bad_files(
         [*entry.bad, *unreadable], len(entry.sources) + len(unreadable), root, max_bad_fraction, keep, trainer
     )
@@ -73,10 +73,11 @@ def skip_bad_files(
     text = "".join(f"{root.absolute() / path}\t{reason}\n" for path, reason in bad)
     listed = keep
     try:
-        keep.parent.mkdir(parents=True, exist_ok=True)
-        tmp = keep.with_name(f".{keep.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, keep)
+        if not keep.is_file() or keep.read_text() != text:  # a shared, read-only cache folder is read, not written
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            tmp = keep.with_name(f".{keep.name}.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, keep)
     except OSError:
         listed = None
     fraction = len(bad) / max(total, 1)
