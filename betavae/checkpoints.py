@@ -34,7 +34,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from betavae.errors import CheckpointError, MissingFileError
-from betavae.runs import process_alive
+from betavae.processes import process_alive
 
 TEMP_SUFFIX = ".tmp"
 #: how the legacy (pre-1.6, non-zip) ``torch.save`` format begins: a protocol-2 pickle of its magic number
@@ -46,7 +46,8 @@ SHAPE_SETTINGS = {
     "in_channels": "data.init_args.channels",
     "image_size": "data.init_args.image_size",
     "latent_dim": "model.init_args.latent_dim",
-    "hidden_channels": "model.init_args.hidden_channels",
+    "encoder": "model.init_args.encoder",
+    "decoder": "model.init_args.decoder",
     "num_classes": "model.init_args.num_classes",
 }
 

@@ -23,7 +23,8 @@ Beyond LightningCLI itself:
   continue their W&B run (``betavae.tracking``).
 - ``evaluate`` and ``traverse`` are subcommands like ``fit`` (methods of ``BetaVAETrainer``, same config
   system); without ``--config`` they take the ``config.yaml`` of the checkpoint's run.
-- ``report RUN_DIR...`` and ``prefetch`` need no model: plain jsonargparse commands, dispatched by ``main``.
+- ``report RUN_DIR...``, ``fid PATH_A PATH_B`` and ``prefetch`` need no model: plain jsonargparse commands,
+  dispatched by ``main``.
 """
 
 from __future__ import annotations
@@ -56,23 +57,26 @@ from betavae.checkpoints import (
     RunCheckpoint,
     check_fits,
     find_last_checkpoint,
-    load_checkpoint,
 )
 from betavae.config_names import CONFIG_FLAGS, resolve_config_args, with_run_config
 from betavae.data import ImageDataModule
-from betavae.errors import MissingFileError, debugging, known_error
+from betavae.errors import BetaVAEError, debugging, known_error
 from betavae.evaluation import report
+from betavae.evaluation.fid_command import fid_command
 from betavae.fid import prefetch
+from betavae.loaded_checkpoint import LoadedCheckpoint, read_checkpoint
 from betavae.models import AutoencoderModule
+from betavae.models.legacy import REPLACEMENTS, legacy_flags, legacy_keys, upgrade_config, upgrade_model_args
 from betavae.resume import ResumeSettings, check_resume
-from betavae.runs import NewRunFolders, trainer_run_dir
+from betavae.run_folders import NewRunFolders, trainer_run_dir
 from betavae.tracking import configure_wandb, logger_entries, write_run_ids
 from betavae.trainer import BetaVAETrainer
 from betavae.versions import check_run_root, claim_logger_versions
 
 DESCRIPTION = (
     "betavae: train and evaluate autoencoders. Besides the subcommands below: `report RUN_DIR...` (one table "
-    "across runs: Markdown, CSV, bar charts) and `prefetch` (download the FID network's weights); see "
+    "across runs: Markdown, CSV, bar charts), `fid PATH_A PATH_B` (FID/KID between two image folders or .npz "
+    "statistics, like pytorch-fid) and `prefetch` (find, convert or download the FID network's weights); see "
     "`python -m betavae report --help`. Known errors print one message and exit 1; set BETAVAE_DEBUG=1 to see "
     "their traceback too."
 )
@@ -121,6 +125,45 @@ def linked_settings_given(args: list[str]) -> list[tuple[str, str]]:
     return given
 
 
+def config_values(args: list[str]) -> list[tuple[int, str]]:
+    """(index in ``args``, value) of every ``--config X`` / ``-c X`` / ``--config=X``."""
+    found = []
+    for i, arg in enumerate(args):
+        if arg in CONFIG_FLAGS and i + 1 < len(args):
+            found.append((i + 1, args[i + 1]))
+        elif arg.startswith("--config="):
+            found.append((i, arg.split("=", 1)[1]))
+    return found
+
+
+def upgrade_legacy_configs(args: list[str]) -> list[str]:
+    """``args`` with every ``--config`` file that names removed model arguments (``betavae.models.legacy``: a run
+    written before issue 21, e.g. the ``config.yaml`` that ``evaluate`` takes from a checkpoint's run) replaced by
+    its upgraded text, with a warning naming the file and what to write instead."""
+    out = list(args)
+    for index, value in config_values(args):
+        path = Path(value)
+        try:
+            text = path.read_text() if path.is_file() else value
+            config = yaml.safe_load(text)
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(config, dict):
+            continue
+        upgraded, found = upgrade_config(config)
+        if not found:
+            continue
+        rank_zero_warn(
+            f"{value} uses model arguments removed in betavae's redesign (issue 21): "
+            + "; ".join(f"{k} -> {REPLACEMENTS.get(k, 'optimizer: {class_path: torch.optim...}')}" for k in found)
+            + ". It was read with the same network and optimizer as:\n"
+            + yaml.safe_dump({"model": upgraded["model"]}, sort_keys=False)
+        )
+        dumped = yaml.safe_dump(upgraded, sort_keys=False)
+        out[index] = dumped if out[index] == value else f"--config={dumped}"
+    return out
+
+
 class RunStarted(Callback):
     """Marks the moment Lightning's setup is over and the run proper starts (fit, validate, test, predict)."""
 
@@ -148,7 +191,7 @@ class BetaVAECLI(LightningCLI):
     checkpoints, W&B run keys, and the ``evaluate`` / ``traverse`` subcommands.
 
     A run that fails before it starts (a missing folder, bad weights, a broken checkpoint) removes the
-    folders it created (``betavae.runs.NewRunFolders``).
+    folders it created (``betavae.run_folders.NewRunFolders``).
     """
 
     def __init__(self, args: ArgsType = None, **kwargs: Any) -> None:
@@ -164,7 +207,7 @@ class BetaVAECLI(LightningCLI):
         self.run_started = RunStarted()
         self.new_folders: NewRunFolders | None = None
         self.claimed_folders: list[Path] = []  # version_N folders claimed before the trainer exists
-        self.checkpoint: tuple[str, dict[str, Any]] | None = None  # (ckpt_path, its contents), loaded once
+        self.checkpoint: LoadedCheckpoint | None = None  # --ckpt_path, read once
         self.given_model: Namespace | None = None
         try:
             super().__init__(
@@ -194,6 +237,7 @@ class BetaVAECLI(LightningCLI):
             **LightningCLI.subcommands(),
             "evaluate": {"model", "datamodule"},
             "traverse": {"model", "datamodule"},
+            "explore": {"model", "datamodule"},
         }
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -229,10 +273,16 @@ class BetaVAECLI(LightningCLI):
             return
         try:
             args = resolve_config_args(with_run_config(list(args)))
-        except MissingFileError:
-            raise
+        except BetaVAEError:
+            raise  # a missing or unreadable checkpoint: one message from main()
         except FileNotFoundError as err:
             parser.error(str(err))
+        for given, instead in legacy_flags(args):
+            parser.error(
+                f"{given} was removed (networks and optimizers are chosen by class path now, issue 21): "
+                f"use {instead}; see docs/optimizers.md."
+            )
+        args = upgrade_legacy_configs(args)
         for given, instead in linked_settings_given(args):
             parser.error(
                 f"{given}: this model setting is linked from the data module and a value given for it would be "
@@ -242,9 +292,9 @@ class BetaVAECLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path is not None and ckpt_path not in LIGHTNING_CKPT_NAMES:
-            # its contents checked, weights-only, before LightningCLI reads its hyperparameters
+            # read once, weights-only unless the user says --weights_only false, before LightningCLI reads it
             weights_only = self.config[subcommand].get("weights_only") is not False
-            self.checkpoint = (ckpt_path, load_checkpoint(ckpt_path, weights_only=weights_only))
+            self.checkpoint = read_checkpoint(ckpt_path, weights_only=weights_only)
         if subcommand == "fit":  # the user's model settings: LightningCLI replaces them with a checkpoint's
             self.given_model = self.config.fit.model.clone()
 
@@ -252,6 +302,8 @@ class BetaVAECLI(LightningCLI):
         config = self.config.get(self.subcommand) if self.subcommand else self.config
         if config is None:
             return
+        self.upgrade_checkpoint_hparams(config)
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
         if self.subcommand == "fit" and config.get("ckpt_path") == "last":
             found = find_last_checkpoint(experiment_root(config.trainer))
             if found is None:
@@ -266,6 +318,28 @@ class BetaVAECLI(LightningCLI):
             self.claimed_folders = claim_logger_versions(config.trainer)
         configure_wandb(config)
 
+    def upgrade_checkpoint_hparams(self, config: Namespace) -> None:
+        """A checkpoint written before issue 21 (``--ckpt_path``) keeps loading: Lightning reads its hyperparameters
+        into the model's config, where the removed ones (``architecture``, ``hidden_channels``, ``lr``, ...) are
+        left over as ``dict_kwargs``; they are rewritten into the networks and optimizers they stand for
+        (``betavae.models.legacy``), which then override the config's as any checkpoint hyperparameter does."""
+        model = config.get("model")
+        extra = model.get("dict_kwargs") if isinstance(model, Namespace) else None
+        if not extra:
+            return
+        found = legacy_keys(model.class_path, extra)
+        if not found:
+            return
+        old = {key: extra.pop(key) for key in found}
+        if not extra:
+            del model["dict_kwargs"]
+        upgraded = upgrade_model_args(model.class_path, old)
+        rank_zero_info(f"{config.get('ckpt_path')}: hyperparameters written before issue 21 read as {upgraded}")
+        update = {"model": {"class_path": model.class_path, "init_args": upgraded}}
+        if self.subcommand:
+            update = {self.subcommand: update}
+        self.config = self.parser.parse_object(update, self.config)
+
     def instantiate_trainer(self, **kwargs: Any) -> BetaVAETrainer:
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a checkpoint IO the user configured
@@ -279,18 +353,19 @@ class BetaVAECLI(LightningCLI):
         config = self.config_init[self.subcommand]
         path = config.get("ckpt_path")
         if path is not None and path not in LIGHTNING_CKPT_NAMES:
-            if self.checkpoint is not None and self.checkpoint[0] == path:
-                checkpoint = self.checkpoint[1]
-            else:
-                checkpoint = load_checkpoint(path, weights_only=config.get("weights_only") is not False)
-            check_fits(self.model, checkpoint, path)
-            if self.subcommand == "fit":
-                self.trainer.callbacks.append(ResumeSettings(check_resume(self.model, checkpoint, path)))
-            self.checkpoint = None  # Lightning loads it again to restore the run; nothing kept in between
+            read = self.checkpoint if self.checkpoint is not None and self.checkpoint.is_for(path) else None
+            # a path found later (--ckpt_path last), or parsed from a dict
+            read = read or read_checkpoint(path, weights_only=config.get("weights_only") is not False)
+            check_fits(self.model, read.contents, path)
+            if self.subcommand == "fit":  # a changed setting takes effect or stops the run (betavae.resume)
+                self.trainer.callbacks.append(ResumeSettings(check_resume(self.model, read.contents, path)))
+            if self.subcommand in ("evaluate", "traverse", "explore"):  # the command loads its weights from this read
+                self.trainer.loaded_checkpoint = read
+        self.checkpoint = None  # fit & co. load the file through Lightning: nothing held in memory meanwhile
         self.new_folders = NewRunFolders(self.trainer, self.claimed_folders)
 
     before_fit = before_validate = before_test = before_predict = _check_checkpoint
-    before_evaluate = before_traverse = _check_checkpoint
+    before_evaluate = before_traverse = before_explore = _check_checkpoint
 
 
 def report_command(args: list[str]) -> None:
@@ -317,13 +392,13 @@ def report_command(args: list[str]) -> None:
 
 
 def prefetch_command(args: list[str]) -> None:
-    """``prefetch [--path FILE]``: download the FID network's weights into the torch cache."""
+    """``prefetch [--download true] [--path FILE]``: find (or convert, or download) the FID network's weights."""
     parser = ArgumentParser(prog="betavae prefetch", description=prefetch.__doc__.splitlines()[0])
     parser.add_function_arguments(prefetch)
     prefetch(**parser.parse_args(args).as_dict())
 
 
-STANDALONE_COMMANDS = {"report": report_command, "prefetch": prefetch_command}
+STANDALONE_COMMANDS = {"report": report_command, "prefetch": prefetch_command, "fid": fid_command}
 
 
 def main(args: ArgsType = None) -> None:
@@ -331,7 +406,8 @@ def main(args: ArgsType = None) -> None:
 
     A known error (``betavae.errors.BetaVAEError``: config, data, checkpoint, architecture) prints its
     message alone and exits 1 (``BETAVAE_DEBUG=1`` re-raises it with its traceback); SIGTERM exits 143 after
-    the checkpoint callback has saved the run and printed how to resume it.
+    the checkpoint callback has saved the run and printed how to resume it; Ctrl-C (KeyboardInterrupt, e.g.
+    during the disentanglement metrics of ``evaluate``) prints ``betavae <cmd>: interrupted`` and exits 130.
     """
     argv = sys.argv[1:] if args is None else args
     command = argv[0] if isinstance(argv, (list, tuple)) and argv else "betavae"
@@ -342,6 +418,9 @@ def main(args: ArgsType = None) -> None:
         BetaVAECLI(args=args)
     except SIGTERMException:
         sys.exit(128 + signal.SIGTERM)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback, the shell's status for SIGINT
+        print(f"betavae {command}: interrupted", file=sys.stderr, flush=True)
+        sys.exit(128 + signal.SIGINT)
     except Exception as err:
         known = known_error(err)
         if known is None or debugging():

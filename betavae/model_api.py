@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from betavae.runs import image_seeds
+from betavae.image_seeds import image_seeds
 
 
 @contextlib.contextmanager

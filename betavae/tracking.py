@@ -3,7 +3,7 @@
 Everything is set through ``WandbLogger``'s own arguments before the logger is built
 (``configure_wandb``, called from the CLI's ``before_instantiate_classes``); every W&B run gets:
 
-- ``config``: the comparison keys of ``betavae.runs.run_keys`` (``dataset``, ``variant``, ``beta``,
+- ``config``: the comparison keys of ``betavae.run_labels.run_keys`` (``dataset``, ``variant``, ``beta``,
   ``kld_weight``, ``latent_dim``, ``image_size``, ``channels``, ``loss_type``, ``likelihood`` and the model's
   other loss weights): the same keys for every variant, so a dashboard can put β on an axis and group by
   dataset (Lightning adds the model's own hyperparameters);
@@ -34,7 +34,8 @@ import lightning as L
 from jsonargparse import Namespace
 from lightning.pytorch.loggers import WandbLogger
 
-from betavae.runs import run_dir_of, run_info, run_keys, short_name, trainer_run_dir
+from betavae.run_folders import run_dir_of, trainer_run_dir
+from betavae.run_labels import run_info, run_keys, short_name
 
 ID_FILE = "wandb_id"
 WANDB_LOGGER = "WandbLogger"

@@ -1,17 +1,22 @@
-"""The project's ``Trainer``: Lightning's, plus the ``evaluate`` and ``traverse`` subcommands."""
+"""The project's ``Trainer``: Lightning's, plus the ``evaluate``, ``traverse`` and ``explore`` subcommands."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import Callback
 
-from betavae.callbacks import FID, DisentanglementMetrics, LatentTraversal
 from betavae.data import ImageDataModule
 from betavae.disentanglement import Preset
 from betavae.evaluation import evaluate_checkpoint, traverse_checkpoint
+from betavae.evaluation.explore import explore_checkpoint
+from betavae.loaded_checkpoint import LoadedCheckpoint
 from betavae.models import AutoencoderModule
+from betavae.scoring.disentanglement import DisentanglementSettings
+from betavae.scoring.fid import FIDSettings
+from betavae.scoring.traversal import TraversalSettings
+
+Settings = TypeVar("Settings")
 
 
 class BetaVAETrainer(Trainer):
@@ -23,8 +28,19 @@ class BetaVAETrainer(Trainer):
     those of the run's ``fid``, ``disentanglement`` and ``traversal`` callbacks.
     """
 
-    def _callback(self, kind: type[Callback]) -> Any:
-        return next((c for c in self.callbacks if isinstance(c, kind)), None)
+    #: the ``--ckpt_path`` as the CLI read it (``LoadedCheckpoint``), for ``evaluate``, ``traverse`` and ``explore``
+    loaded_checkpoint: LoadedCheckpoint | None = None
+
+    def _checkpoint(self, ckpt_path: str) -> LoadedCheckpoint | str:
+        """The CLI's read of ``ckpt_path`` when it has one (with its contents), else the path to load."""
+        read = self.loaded_checkpoint
+        return read if read is not None and read.contents is not None and read.is_for(ckpt_path) else ckpt_path
+
+    def _settings(self, kind: type[Settings]) -> Settings | None:
+        """The settings of type ``kind`` (``betavae.scoring``) that one of the run's callbacks carries as
+        ``settings``; ``None`` when none does."""
+        found = (getattr(c, "settings", None) for c in self.callbacks)
+        return next((s for s in found if isinstance(s, kind)), None)
 
     def evaluate(
         self,
@@ -57,12 +73,12 @@ class BetaVAETrainer(Trainer):
                 FactorVAE scores), ``fast`` (about a tenth), ``none`` (skip them), or the sizes of a
                 ``betavae.disentanglement.Preset``.
         """
-        fid = self._callback(FID)
-        settings = self._callback(DisentanglementMetrics) or DisentanglementMetrics()
+        fid = self._settings(FIDSettings)
+        settings = self._settings(DisentanglementSettings) or DisentanglementSettings()
         result = evaluate_checkpoint(
             model,
             datamodule,
-            ckpt_path,
+            self._checkpoint(ckpt_path),
             images,
             crop_size,
             fid,
@@ -121,11 +137,11 @@ class BetaVAETrainer(Trainer):
         record = traverse_checkpoint(
             model,
             datamodule,
-            ckpt_path,
+            self._checkpoint(ckpt_path),
             dims=dims,
             image=image,
             top_k=top_k,
-            settings=self._callback(LatentTraversal),
+            settings=self._settings(TraversalSettings),
             crop_size=crop_size,
             device=self.strategy.root_device,
             output_dir=output_dir,
@@ -135,3 +151,44 @@ class BetaVAETrainer(Trainer):
             kl = ", ".join(f"z{d}: {v:.3f}" for d, v in record["kl"].items())
             print(f"dims {record['dims']} (mean KL in nats: {kl})\nwrote {record['png']}, {record['gif']}")
         return record
+
+    def explore(
+        self,
+        model: AutoencoderModule,
+        datamodule: ImageDataModule,
+        ckpt_path: str,
+        port: int = 8765,
+        host: str = "127.0.0.1",
+        images: int = 32,
+        kl_images: int | None = 5000,
+        weights_only: bool | None = None,
+        verbose: bool = False,
+    ) -> None:
+        """An interactive latent explorer: a local page with a slider per latent dimension over [-3, 3],
+        the image decoded on this machine as a slider moves. Active dimensions come first, labelled like the
+        traversal rows (KL, the factor or attribute they predict); start from the mean, a prior draw or the
+        encoding of a validation image, with its reconstruction's PSNR; save the image with its z values.
+
+        Args:
+            ckpt_path: The checkpoint; without --config its run's config.yaml supplies the data.
+            port: The port to serve on (0: any free one).
+            host: The address to listen on: 127.0.0.1 (this machine only) by default; another (0.0.0.0: every
+                interface) must be given explicitly and gets a warning, since the page has no authentication.
+            images: Validation images offered as starting points (a strip of thumbnails).
+            kl_images: Validation images the KL and the captions are measured on (the first ones); None: all.
+            weights_only: As for fit: ``None``/``True`` loads only tensors; ``False`` unpickles anything
+                (trusted files only).
+            verbose: Log every request.
+        """
+        explore_checkpoint(
+            model,
+            datamodule,
+            self._checkpoint(ckpt_path),
+            host=host,
+            port=port,
+            num_images=images,
+            kl_images=kl_images,
+            device=self.strategy.root_device,
+            weights_only=weights_only is not False,
+            verbose=verbose,
+        )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_images
+from conftest import conv_nets, write_images
 from helpers import skimage_scores
 
 from betavae.cli import BetaVAECLI, main
@@ -16,7 +16,12 @@ from betavae.evaluation import markdown_table
 from betavae.evaluation.report import collect
 from betavae.models import BetaVAE
 
-MODEL = ["--model=betavae.models.BetaVAE", "--model.init_args.hidden_channels=[8,16]", "--model.init_args.latent_dim=4"]
+MODEL = [
+    "--model=betavae.models.BetaVAE",
+    "--model.init_args.encoder.init_args.hidden_channels=[8,16]",
+    "--model.init_args.decoder.init_args.hidden_channels=[8,16]",
+    "--model.init_args.latent_dim=4",
+]
 DATA = [
     "--data=betavae.data.ShapesDataModule",
     "--data.init_args.num_images=32",
@@ -67,6 +72,37 @@ def test_evaluate_scores_the_validation_split_and_writes_json_and_markdown(tmp_p
     assert row[2].endswith("| shapes_b4/version_0 · last |")  # the run and the checkpoint
     assert "24 / shapes validation split (n=8)" in row[2]
     assert row[2] in capsys.readouterr().out
+
+
+def test_evaluate_and_traverse_check_and_read_the_checkpoint_once(tmp_path, monkeypatch):
+    """The CLI checks and reads --ckpt_path once (``LoadedCheckpoint``) and the command loads its weights from
+    that read; LightningCLI's own read of the hyperparameters is the only other ``torch.load``."""
+    import inspect
+
+    import torch
+
+    import betavae.checkpoints
+
+    monkeypatch.chdir(tmp_path)
+    ckpt = train("shapes_once") / "checkpoints" / "last.ckpt"
+    checks, loads = [], []
+    problem, load = betavae.checkpoints.checkpoint_problem, torch.load
+
+    def counting_problem(path):
+        checks.append(path)
+        return problem(path)
+
+    def counting_load(*args, **kwargs):
+        loads.append(inspect.stack()[1].frame.f_globals.get("__name__", "?").split(".")[0])
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(betavae.checkpoints, "checkpoint_problem", counting_problem)
+    monkeypatch.setattr(torch, "load", counting_load)
+    main(["evaluate", f"--ckpt_path={ckpt}", *TINY_FID])
+    assert len(checks) == 1 and sorted(loads) == ["betavae", "lightning"]
+    checks.clear(), loads.clear()
+    main(["traverse", f"--ckpt_path={ckpt}", "--dims=0,1"])
+    assert len(checks) == 1 and sorted(loads) == ["betavae", "lightning"]
 
 
 def test_evaluate_scores_a_denoiser_on_its_corrupted_input_exactly_as_validation_does(tmp_path, monkeypatch, capsys):
@@ -295,7 +331,7 @@ def test_evaluate_with_preset_none_or_without_ground_truth_notes_why(tmp_path, m
         main(["evaluate", f"--ckpt_path={ckpt}", "--disentanglement_preset=slow"])
     folder = ImageFolderDataModule(root=str(image_folder), image_size=16)
     folder.setup("validate")
-    model = BetaVAE(in_channels=3, image_size=16, hidden_channels=(8,), latent_dim=2)
+    model = BetaVAE(in_channels=3, image_size=16, **conv_nets(8), latent_dim=2)
     out = score_disentanglement(model, folder, folder.val_dataloader(), preset="fast")
     assert out["mig"] is None and out["disentanglement_note"].endswith("has no factors, attributes or class labels")
 

@@ -4,6 +4,7 @@ median [min, max] over seeds, checked against numpy on hand-made records."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import yaml
 
 from betavae.evaluation import charts
 from betavae.evaluation.over_seeds import SEED_METRICS, aggregate, spread_cell, with_seeds
-from betavae.evaluation.report import write_report
+from betavae.evaluation.report import report, write_report
 
 METRICS = [key for _, key in SEED_METRICS]
 
@@ -117,3 +118,28 @@ def test_beta_charts_draw_medians_with_their_range(records, tmp_path, monkeypatc
     assert kwargs["references"]["FactorVAE · shapes"] == pytest.approx((np.median(mig), mig.min(), mig.max()))
     monkeypatch.undo()
     assert charts.beta_charts(records["b4"], tmp_path / "png")["mig_vs_beta"].stat().st_size > 0
+
+
+def test_report_reads_each_runs_config_once(tmp_path, records, monkeypatch):
+    """Each run's config.yaml is read once per report (``RunConfig``, carried with the records), whether the
+    run was evaluated (evaluation/*.json) or contributes its training log (metrics.csv)."""
+    evaluated = records["b4"] + records["factor"]
+    for r in evaluated:
+        (Path(r["run"]) / "evaluation").mkdir()
+        (Path(r["run"]) / "evaluation" / "last.json").write_text(json.dumps({**r, "ssim": 0.5, "psnr": 20.0}))
+    logged = Path(records["b16"][0]["run"])  # never evaluated: its metrics.csv counts
+    (logged / "metrics.csv").write_text("epoch,step,val/psnr,val/ssim\n0,10,21.5,0.61\n")
+    reads: dict[str, int] = {}
+    read_text = Path.read_text
+
+    def counting(self: Path, *args: Any, **kwargs: Any) -> str:
+        if self.name == "config.yaml":
+            reads[str(self.parent)] = reads.get(str(self.parent), 0) + 1
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counting)
+    runs = [*(r["run"] for r in evaluated), str(logged)]
+    report(runs, tmp_path / "report")
+    assert reads == {run: 1 for run in runs}
+    seeds = (tmp_path / "report" / "seeds.md").read_text()
+    assert "FactorVAE" in seeds and "0, 1, 2" in seeds  # the seeds still come from the configs

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
 from betavae.errors import ConfigError
-from betavae.runs import trainer_run_dir
+from betavae.run_folders import trainer_run_dir
 
 
 class AnomalyScores(BasePredictionWriter):

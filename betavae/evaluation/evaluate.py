@@ -22,14 +22,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from betavae.callbacks.fid import FID
+from betavae.beta_rule import model_beta
 from betavae.checkpoints import check_fits, load_checkpoint
 from betavae.data.bad_files import skip_bad_files
 from betavae.errors import ConfigError
 from betavae.evaluation.disentanglement import timed_disentanglement
 from betavae.evaluation.tables import markdown_table
+from betavae.loaded_checkpoint import LoadedCheckpoint
 from betavae.model_api import api_problem, evaluating, model_input, with_label
-from betavae.runs import datamodule_label, model_beta, run_dir_of
+from betavae.run_folders import run_dir_of
+from betavae.run_labels import datamodule_label
+from betavae.scoring.fid import FIDSettings
+from betavae.scoring.fid import score_samples as sample_scores
 from betavae.scoring.reconstruction import reconstruction_metrics
 
 METRIC_NOTE = (
@@ -39,16 +43,26 @@ METRIC_NOTE = (
 )
 
 
-def load_weights(model: nn.Module, ckpt_path: str | Path, weights_only: bool = True) -> dict[str, Any]:
+def checkpoint_path(ckpt: str | Path | LoadedCheckpoint) -> Path:
+    """The file of a checkpoint given as a path or as a ``LoadedCheckpoint``."""
+    return ckpt.path if isinstance(ckpt, LoadedCheckpoint) else Path(ckpt)
+
+
+def load_weights(
+    model: nn.Module, ckpt_path: str | Path | LoadedCheckpoint, weights_only: bool = True
+) -> dict[str, Any]:
     """Load a Lightning checkpoint's ``state_dict`` into ``model`` (strictly); returns its epoch and step.
 
-    ``weights_only=False`` lets ``torch.load`` unpickle arbitrary objects: for trusted files only.
+    ``ckpt_path`` is a file, or a ``LoadedCheckpoint`` the CLI already read (not read again unless it holds
+    no contents). ``weights_only=False`` lets ``torch.load`` unpickle arbitrary objects: for trusted files only.
 
     Raises:
         MissingFileError: the checkpoint does not exist.
         CheckpointError: it is not a readable checkpoint, or it does not fit ``model`` (both shapes named).
     """
-    checkpoint = load_checkpoint(ckpt_path, weights_only=weights_only)
+    read = ckpt_path.contents if isinstance(ckpt_path, LoadedCheckpoint) else None
+    ckpt_path = checkpoint_path(ckpt_path)
+    checkpoint = read if read is not None else load_checkpoint(ckpt_path, weights_only=weights_only)
     check_fits(model, checkpoint, ckpt_path)
     model.load_state_dict(checkpoint["state_dict"])
     return {"epoch": checkpoint.get("epoch"), "global_step": checkpoint.get("global_step")}
@@ -131,19 +145,19 @@ def score_reconstructions(model: nn.Module, batches: Iterable[dict[str, Any]]) -
     return {**scores, "psnr_input": inputs.get("psnr"), "ssim_input": inputs.get("ssim"), "n": n}
 
 
-def score_samples(model: nn.Module, fid: FID, reference: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def score_samples(model: nn.Module, fid: FIDSettings, reference: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """FID/KID of ``fid.num_samples`` prior samples against the ``reference`` batches' images, with ``fid``'s
-    settings (``FID.score``)."""
-    return fid.score(model, reference)
+    settings (``betavae.scoring.fid.score_samples``)."""
+    return sample_scores(model, fid, reference)
 
 
 def evaluate_checkpoint(
     model: nn.Module,
     datamodule: Any,
-    ckpt_path: str | Path,
+    ckpt_path: str | Path | LoadedCheckpoint,
     images: str | Path | None = None,
     crop_size: int | None = None,
-    fid: FID | None = None,
+    fid: FIDSettings | None = None,
     device: torch.device | str = "cpu",
     output_dir: str | Path | None = None,
     weights_only: bool = True,
@@ -155,10 +169,10 @@ def evaluate_checkpoint(
         model: The model, built with the checkpoint's hyperparameters; its weights are loaded here.
         datamodule: The run's data module: the validation split is scored (unless ``images``) and is
             the FID reference.
-        ckpt_path: The checkpoint.
+        ckpt_path: The checkpoint: a file, or the CLI's ``LoadedCheckpoint`` of it (not read again).
         images: A folder of images to score instead of the validation split.
         crop_size: Center crop (source pixels) of the folder images before resizing.
-        fid: FID settings (the run's ``FID`` callback); ``None``: the defaults (2,400 samples).
+        fid: FID settings (the run's ``FID.settings``); ``None``: the defaults (2,400 samples).
         device: Where to run.
         output_dir: Where the files go; ``None``: ``evaluation/`` in the checkpoint's run folder.
         weights_only: Passed to ``torch.load`` (see ``load_weights``).
@@ -175,8 +189,9 @@ def evaluate_checkpoint(
         preset, seed and basis, the checkpoint's epoch and step, its run, timings (wall seconds, and the
         disentanglement metrics' CPU seconds), and the Markdown row (``markdown``).
     """
-    fid = fid if fid is not None else FID()
+    fid = fid if fid is not None else FIDSettings()
     info = load_weights(model, ckpt_path, weights_only)
+    ckpt_path = checkpoint_path(ckpt_path)
     model.to(device)
     hparams = dict(getattr(model, "hparams", {}) or {})
     start = time.perf_counter()

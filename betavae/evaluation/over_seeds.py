@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from betavae.beta_rule import model_beta
+from betavae.evaluation.run_config import KEY, attach, run_config
 from betavae.evaluation.tables import DISENTANGLEMENT_COLUMNS, as_float, markdown, run_label
-from betavae.runs import model_beta, run_keys, short_name
+from betavae.run_labels import run_keys, short_name
 
 #: (header, key) of every metric aggregated over seeds: the disentanglement metrics, then PSNR, SSIM, FID
 SEED_METRICS: tuple[tuple[str, str], ...] = (
@@ -69,22 +70,14 @@ class SeedGroup:
         return f"{self.name} β={self.beta:g}" if self.beta is not None else self.name
 
 
-def run_config(record: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The resolved ``config.yaml`` of a record's run folder (``record["run"]``), or ``None``."""
-    path = Path(str(record["run"])).expanduser() / "config.yaml" if record.get("run") else None
-    if path is None or not path.is_file():
-        return None
-    return yaml.safe_load(path.read_text()) or {}
-
-
 def with_seeds(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Copies of ``records`` with ``seed``: the ``seed_everything`` of their run's config (``None`` when the
-    run has no config or trained unseeded)."""
+    """Copies of ``records`` carrying their run's ``RunConfig`` (``run_config.attach``: read once, not again
+    for records that carry one) and ``seed``: its ``seed_everything`` (``None`` when the run has no config or
+    trained unseeded)."""
     out = []
     for r in records:
-        config = run_config(r) or {}
-        seed = config.get("seed_everything")
-        out.append({**r, "seed": seed if isinstance(seed, int) and not isinstance(seed, bool) else None})
+        r = attach(r)
+        out.append({**r, "seed": r[KEY].seed})
     return out
 
 
@@ -95,7 +88,7 @@ def _setting(record: Mapping[str, Any], index: int) -> tuple[str, dict[str, Any]
     preset = preset.get("name") if isinstance(preset, Mapping) else preset
     checkpoint = Path(str(record["checkpoint"])).stem if record.get("checkpoint") else None
     evaluation = [record.get("evaluated_on"), checkpoint, preset]
-    config = run_config(record)
+    config = run_config(record).config
     if config is None:  # unknown seed: never merged with another run
         args = {"beta": as_float(record.get("beta")), "kld_weight": as_float(record.get("kld_weight"))}
         key = json.dumps(["without config.yaml", index])
@@ -127,7 +120,7 @@ def aggregate(records: Sequence[Mapping[str, Any]]) -> list[SeedGroup]:
     groups: dict[str, SeedGroup] = {}
     for index, r in enumerate(with_seeds(records)):
         key, args, dataset = _setting(r, index)
-        model = str(r.get("model") or short_name(str((run_config(r) or {}).get("model", {}).get("class_path", "?"))))
+        model = str(r.get("model") or short_name(run_config(r).section("model")[0] or "?"))
         beta = model_beta(model, args)
         group = groups.setdefault(key, SeedGroup(dataset, model, beta, args))
         group.records.append(r)

@@ -18,14 +18,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from betavae.beta_rule import model_beta
 from betavae.disentanglement import ALL_KEYS
 from betavae.errors import MissingFileError
 from betavae.evaluation.charts import write_charts
 from betavae.evaluation.over_seeds import with_seeds, write_seed_tables
+from betavae.evaluation.run_config import KEY as RUN_CONFIG
+from betavae.evaluation.run_config import RunConfig
 from betavae.evaluation.tables import as_float, markdown, markdown_table, run_label, table_cells
-from betavae.runs import dataset_label, model_beta
+from betavae.run_labels import dataset_label
 
 #: CSV columns: the run and model first, the scores, what they rest on, the run's folder and source file
 CSV_FIELDS = (
@@ -108,9 +109,8 @@ def _log_record(config_path: Path) -> dict[str, Any] | None:
     metrics = run / "metrics.csv"
     if not metrics.is_file():
         return None
-    config = yaml.safe_load(config_path.read_text()) or {}
-    data, model = config.get("data") or {}, config.get("model") or {}
-    data_args, model_args = data.get("init_args") or {}, model.get("init_args") or {}
+    config = RunConfig.read(run)  # the one read of this run's config.yaml: the record carries it downhill
+    (data_class, data_args), (model_class, model_args) = config.section("data"), config.section("model")
     with metrics.open() as f:
         rows = list(csv.DictReader(f))
     scored = [r for r in rows if r.get("val/psnr") or r.get("val/ssim")]
@@ -120,10 +120,10 @@ def _log_record(config_path: Path) -> dict[str, Any] | None:
         return None
     last = scored[-1] if scored else fids[-1]
     record: dict[str, Any] = {
-        "dataset": dataset_label(str(data.get("class_path", "unknown")), data_args.get("root"), data_args.get("name")),
-        "beta": model_beta(str(model.get("class_path", "")), model_args),
+        "dataset": dataset_label(data_class or "unknown", data_args.get("root"), data_args.get("name")),
+        "beta": model_beta(model_class, model_args),
         "kld_weight": _float(model_args.get("kld_weight")),
-        "model": str(model.get("class_path", "")).rsplit(".", 1)[-1] or None,
+        "model": model_class.rsplit(".", 1)[-1] or None,
         "latent_dim": model_args.get("latent_dim"),
         "ssim": _float(last.get("val/ssim")),
         "psnr": _float(last.get("val/psnr")),
@@ -136,6 +136,7 @@ def _log_record(config_path: Path) -> dict[str, Any] | None:
         "epoch": int(float(last["epoch"])) if last.get("epoch") else None,
         "run": str(run),
         "source": str(metrics),
+        RUN_CONFIG: config,
     }
     record["evaluated_on"] = f"validation, training log (epoch {record['epoch']})"
     fid_log = run / "fid.jsonl"
@@ -307,7 +308,7 @@ def write_report(records: Sequence[Mapping[str, Any]], output_dir: str | Path) -
     """``results.md``, ``results.csv``, ``study_tables.md`` (the study's three tables, see ``study_tables``),
     ``seeds.md`` and ``seeds.csv`` (runs that differ only in seed as one row, ``betavae.evaluation.over_seeds``)
     and the charts of ``betavae.evaluation.charts.write_charts`` in ``output_dir``."""
-    records = with_seeds(records)  # each run's seed_everything, from its config.yaml
+    records = with_seeds(records)  # each run's config.yaml, read once (unless a record carries it), and its seed
     out = Path(output_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     files = {"markdown": out / "results.md", "csv": out / "results.csv", "study_tables": out / "study_tables.md"}

@@ -11,12 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from betavae.callbacks.traversal import LatentTraversal
 from betavae.errors import ConfigError
-from betavae.evaluation.evaluate import load_weights, run_dir_of, validation_batches
+from betavae.evaluation.evaluate import checkpoint_path, load_weights, run_dir_of, validation_batches
+from betavae.loaded_checkpoint import LoadedCheckpoint
 from betavae.model_api import api_problem
 from betavae.scoring.codes import ValidationCodes, dimension_captions, ground_truth_of
-from betavae.scoring.traversal import check_dims, mean_kl_per_dim, render_traversal, top_dims
+from betavae.scoring.traversal import TraversalSettings, check_dims, mean_kl_per_dim, render_traversal, top_dims
 
 
 def parse_dims(dims: Sequence[int] | str | int | None) -> list[int] | None:
@@ -52,11 +52,11 @@ def load_reference(path: str | Path, model: nn.Module, crop_size: int | None = N
 def traverse_checkpoint(
     model: nn.Module,
     datamodule: Any,
-    ckpt_path: str | Path,
+    ckpt_path: str | Path | LoadedCheckpoint,
     dims: Sequence[int] | str | None = None,
     image: str | Path | None = None,
     top_k: int | None = None,
-    settings: LatentTraversal | None = None,
+    settings: TraversalSettings | None = None,
     crop_size: int | None = None,
     kl_images: int | None = 5000,
     device: torch.device | str = "cpu",
@@ -73,11 +73,12 @@ def traverse_checkpoint(
         model: The model, built with the checkpoint's hyperparameters; its weights are loaded here.
         datamodule: The run's data module: the mean KL per dimension is measured on its validation split,
             whose first image is the reference unless ``image`` is given.
-        ckpt_path: The checkpoint.
+        ckpt_path: The checkpoint: a file, or the CLI's ``LoadedCheckpoint`` of it (not read again).
         dims: The dimensions to show (``[11, 16, 31]`` or ``"11,16,31"``); ``None``: the ``top_k`` by KL.
         image: An image file as the reference.
         top_k: Dimensions when ``dims`` is ``None``; default: ``settings.top_k``.
-        settings: Span, steps and the relative mode (the run's ``LatentTraversal``); ``None``: defaults.
+        settings: Span, steps, the relative mode and the GIF switch (the run's ``LatentTraversal.settings``);
+            ``None``: the defaults.
         crop_size: Center crop (source pixels) of ``image`` before resizing.
         kl_images: Validation images the KL is averaged over (the first ones); ``None``: all.
         device: Where to run.
@@ -87,9 +88,10 @@ def traverse_checkpoint(
     problem = api_problem(model, encode=1, decode=1, to_pixels=1)
     if problem:
         raise ConfigError(f"traverse: {problem}: a traversal starts from an image's encoding (a GAN has no encoder)")
-    settings = settings if settings is not None else LatentTraversal()
+    settings = settings if settings is not None else TraversalSettings()
     dims = parse_dims(dims)
     info = load_weights(model, ckpt_path, weights_only)
+    ckpt_path = checkpoint_path(ckpt_path)
     model.to(device)
     batches = validation_batches(datamodule)
     if kl_images is not None:

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from betavae.errors import ConfigError
+from betavae.image_seeds import image_seeds
 from betavae.models.base import AutoencoderModule
 from betavae.models.corruption import Corruption
-from betavae.runs import image_seeds
 
 #: builds a network from (in_channels, image_size); in YAML a class path with its other init_args
 NetFactory = Callable[[int, int], nn.Module]

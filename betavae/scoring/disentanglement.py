@@ -18,6 +18,7 @@ their labels.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,8 +31,25 @@ from betavae.disentanglement import (
     sample_codes,
 )
 from betavae.model_api import evaluating, needs_label
-from betavae.runs import datamodule_label
+from betavae.run_labels import datamodule_label
 from betavae.scoring.codes import ground_truth_columns, ground_truth_of
+
+
+@dataclass
+class DisentanglementSettings:
+    """How the disentanglement metrics are drawn (the ``DisentanglementMetrics`` callback's, reused by ``evaluate``).
+
+    Args:
+        preset: Sample sizes: ``"fast"``, ``"default"`` (disentanglement_lib's) or a ``Preset``.
+        seed: Seed of every draw, split and estimator.
+        interventions: On factor data, also the BetaVAE and FactorVAE scores.
+        n_jobs: DCI's factors fitted in parallel (joblib); the scores do not depend on it.
+    """
+
+    preset: str | Preset = "fast"
+    seed: int = 0
+    interventions: bool = True
+    n_jobs: int | None = None
 
 
 def scored_on_grid(model: Any, datamodule: Any) -> bool:
@@ -47,12 +65,19 @@ def preset_sizes(preset: str | Preset) -> dict[str, Any]:
 
 
 def grid_scores(
-    model: Any, datamodule: Any, preset: str | Preset, seed: int, interventions: bool = True, n_jobs: int | None = None
+    model: Any,
+    datamodule: Any,
+    preset: str | Preset,
+    seed: int,
+    interventions: bool = True,
+    n_jobs: int | None = None,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Every metric of ``model``'s μ on the factor grid of ``datamodule`` (a ``GroundTruthData``).
 
     With ``interventions`` ``evaluate_representation`` (all nine keys); without, only its sample-based part
     (the same draws and the same numbers for those seven keys, without the BetaVAE and FactorVAE scores).
+    ``progress``: a ``betavae.disentanglement.progress.SuiteProgress`` (e.g. ``RichProgress``), or None.
 
     Returns:
         ``{"scores": {key: value}, "basis": ..., "n": images of the sample-based metrics, "dropped": []}``.
@@ -61,10 +86,10 @@ def grid_scores(
     with evaluating(model):
         represent = model_representation(model)
         if interventions:
-            scores = evaluate_representation(datamodule, represent, p, seed, n_jobs=n_jobs)
+            scores = evaluate_representation(datamodule, represent, p, seed, n_jobs=n_jobs, progress=progress)
         else:
             codes, factors = sample_codes(datamodule, represent, p.num_train + p.num_test, np.random.default_rng(seed))
-            scores = evaluate_codes(codes, factors, p, seed, n_jobs)
+            scores = evaluate_codes(codes, factors, p, seed, n_jobs, progress)
     sizes = "×".join(str(s) for s in datamodule.factor_sizes)
     basis = f"{datamodule_label(datamodule)} factor grid ({sizes}), uniform draws"
     return {"scores": scores, "basis": basis, "n": p.num_train + p.num_test, "dropped": []}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,30 @@ def traversal_values(span: float = 3.0, steps: int = 7) -> torch.Tensor:
     if span <= 0 or steps < 2:
         raise ConfigError(f"need span > 0 and steps >= 2, got span={span}, steps={steps}")
     return torch.linspace(-span, span, steps)
+
+
+@dataclass
+class TraversalSettings:
+    """How a traversal figure sweeps its dimensions.
+
+    Args:
+        top_k: Number of dimensions when none are chosen (the largest mean KL first).
+        span: Values run from ``-span`` to ``span``.
+        steps: Number of values (odd keeps 0 in the middle).
+        relative: Shift each dimension by the values instead of setting it to them.
+        gif: Also write the animated GIF.
+    """
+
+    top_k: int = 10
+    span: float = 3.0
+    steps: int = 7
+    relative: bool = False
+    gif: bool = True
+
+    @property
+    def values(self) -> torch.Tensor:
+        """``traversal_values(span, steps)``: (steps,)."""
+        return traversal_values(self.span, self.steps)
 
 
 def posterior_of(model: nn.Module, x: torch.Tensor, label: torch.Tensor | None = None) -> Any:
