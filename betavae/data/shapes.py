@@ -51,6 +51,10 @@ HALF_SIZE = 0.15  # half-size of a scale-1 shape, as a fraction of the image wid
 MARGIN = 0.25  # centres span [MARGIN, 1 - MARGIN] of the width and height, as in dSprites
 REACH = HALF_SIZE * math.sqrt(2)  # the farthest any shape reaches from its centre (< MARGIN: none is cut)
 HEART_FIT = 1.25  # the heart curve spans about [-1.14, 1.14] x [-1.0, 1.25]; this fits it in [-1, 1]
+# how far each shape reaches from its centre, in half-sizes: the square's corner √2, the ellipse's major
+# semi-axis 1, the heart < 1.3 (at radius r ≥ 1.3, R² = a² + b² ≥ (1.25 r - 0.125)² ≥ 2.24, and there
+# (R² - 1)³ > 0.186 R⁵ ≥ a² b³, so the point is outside)
+SHAPE_REACH = (math.sqrt(2), 1.0, 1.3)
 
 
 def sample_factor_indices(num_images: int, seed: int) -> torch.Tensor:
@@ -122,15 +126,16 @@ def _coverage_to_uint8(supersample: int) -> torch.Tensor:
 
 
 def render_shapes(
-    factors: torch.Tensor, image_size: int = 64, supersample: int = 4, max_samples: int = 1 << 22
+    factors: torch.Tensor, image_size: int = 64, supersample: int = 4, max_samples: int = 1 << 21
 ) -> torch.Tensor:
     """Render factor rows (N, 5) into uint8 images (N, 1, image_size, image_size), deterministically.
 
     Pixel ``(x, y)`` has the coverage of ``supersample``² samples at ``(x + (i + ½) / ss, y + (j + ½) / ss)``,
     each tested in float32 against the shape turned and scaled in its own frame. A shape lies within
-    ``REACH · scale`` of its centre, so only a window of ``ceil(2 · REACH · scale · S) + 2`` pixels
-    around the centre's pixel is tested (every sample outside it is at least ½ / ss pixel beyond the
-    shape's reach, far beyond float32 error, so certainly outside); rows are rendered in batches of one
+    ``reach = HALF_SIZE · SHAPE_REACH[shape] · scale`` of its centre, so only a window of
+    ``ceil(2 · reach · S) + 2`` pixels around the centre's pixel is tested (every sample outside it is at
+    least ½ / ss pixel beyond the shape's reach, far beyond float32 error, so certainly outside); rows are
+    rendered in batches of one
     (shape, scale) and pasted with one scatter. The sub-pixel phase of the centre enters every sample, so
     there is no patch per (shape, scale, orientation) to reuse: each row is tested in full.
 
@@ -138,7 +143,7 @@ def render_shapes(
         factors: Factor VALUE rows (N, 5) (shape, scale, orientation, pos_x, pos_y), see ``factor_values_of``.
         image_size: Height and width S.
         supersample: Samples per pixel along each axis (anti-aliasing).
-        max_samples: Most samples tested at once (memory: about 10 float32 tensors of this size).
+        max_samples: Most samples tested at once (memory: about ten float32 tensors of this size, 8 MB each).
     """
     if supersample < 1:
         raise ConfigError(f"supersample must be >= 1, got {supersample}")
@@ -156,7 +161,8 @@ def render_shapes(
         for scale_value in factors[factors[:, 0] == kind, 1].unique().tolist():
             group = ((factors[:, 0] == kind) & (factors[:, 1] == scale_value)).nonzero().flatten()
             # the crop of the window that holds this scale's shape (the whole window outside (0, 1])
-            crop = min(window, math.ceil(2 * REACH * scale_value * size) + 2) if 0 < scale_value <= 1 else window
+            reach = HALF_SIZE * SHAPE_REACH[kind] * scale_value  # ≤ REACH: the shape's reach, image widths
+            crop = min(window, math.ceil(2 * reach * size) + 2) if 0 < scale_value <= 1 else window
             first = (pixels[group] - crop // 2 - origins[group]).clamp(0, window - crop)  # (n, 2) in the window
             span = torch.arange(crop * ss)  # (crop·ss,) sample index within the crop
             chunk = max(1, max_samples // (crop * ss) ** 2)
