@@ -135,9 +135,9 @@ def render_shapes(
     ``reach = HALF_SIZE · SHAPE_REACH[shape] · scale`` of its centre, so only a window of
     ``ceil(2 · reach · S) + 2`` pixels around the centre's pixel is tested (every sample outside it is at
     least ½ / ss pixel beyond the shape's reach, far beyond float32 error, so certainly outside); rows are
-    rendered in batches of one
-    (shape, scale) and pasted with one scatter. The sub-pixel phase of the centre enters every sample, so
-    there is no patch per (shape, scale, orientation) to reuse: each row is tested in full.
+    rendered in batches of one (shape, scale) and pasted with one scatter. The sub-pixel phase of the
+    centre enters every sample, so there is no patch per (shape, scale, orientation) to reuse: each row
+    is tested in full.
 
     Args:
         factors: Factor VALUE rows (N, 5) (shape, scale, orientation, pos_x, pos_y), see ``factor_values_of``.
