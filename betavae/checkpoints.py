@@ -40,7 +40,8 @@ SHAPE_SETTINGS = {
     "in_channels": "data.init_args.channels",
     "image_size": "data.init_args.image_size",
     "latent_dim": "model.init_args.latent_dim",
-    "hidden_channels": "model.init_args.hidden_channels",
+    "encoder": "model.init_args.encoder",
+    "decoder": "model.init_args.decoder",
     "num_classes": "model.init_args.num_classes",
 }
 

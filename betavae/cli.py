@@ -21,7 +21,8 @@ Beyond LightningCLI itself:
   continue their W&B run (``betavae.tracking``).
 - ``evaluate`` and ``traverse`` are subcommands like ``fit`` (methods of ``BetaVAETrainer``, same config
   system); without ``--config`` they take the ``config.yaml`` of the checkpoint's run.
-- ``report RUN_DIR...`` and ``prefetch`` need no model: plain jsonargparse commands, dispatched by ``main``.
+- ``report RUN_DIR...``, ``fid PATH_A PATH_B`` and ``prefetch`` need no model: plain jsonargparse commands,
+  dispatched by ``main``.
 """
 
 from __future__ import annotations
@@ -59,16 +60,19 @@ from betavae.config_names import CONFIG_FLAGS, resolve_config_args, with_run_con
 from betavae.data import ImageDataModule
 from betavae.errors import debugging, known_error
 from betavae.evaluation import report
+from betavae.evaluation.fid_command import fid_command
 from betavae.fid import prefetch
 from betavae.loaded_checkpoint import LoadedCheckpoint, read_checkpoint
 from betavae.models import AutoencoderModule
+from betavae.models.legacy import REPLACEMENTS, legacy_flags, legacy_keys, upgrade_config, upgrade_model_args
 from betavae.run_folders import NewRunFolders, trainer_run_dir
 from betavae.tracking import configure_wandb, logger_entries, write_run_ids
 from betavae.trainer import BetaVAETrainer
 
 DESCRIPTION = (
     "betavae: train and evaluate autoencoders. Besides the subcommands below: `report RUN_DIR...` (one table "
-    "across runs: Markdown, CSV, bar charts) and `prefetch` (download the FID network's weights); see "
+    "across runs: Markdown, CSV, bar charts), `fid PATH_A PATH_B` (FID/KID between two image folders or .npz "
+    "statistics, like pytorch-fid) and `prefetch` (find, convert or download the FID network's weights); see "
     "`python -m betavae report --help`. Known errors print one message and exit 1; set BETAVAE_DEBUG=1 to see "
     "their traceback too."
 )
@@ -115,6 +119,45 @@ def linked_settings_given(args: list[str]) -> list[tuple[str, str]]:
                 given.append((f"model.init_args.{name} in {config}", instead))
                 break
     return given
+
+
+def config_values(args: list[str]) -> list[tuple[int, str]]:
+    """(index in ``args``, value) of every ``--config X`` / ``-c X`` / ``--config=X``."""
+    found = []
+    for i, arg in enumerate(args):
+        if arg in CONFIG_FLAGS and i + 1 < len(args):
+            found.append((i + 1, args[i + 1]))
+        elif arg.startswith("--config="):
+            found.append((i, arg.split("=", 1)[1]))
+    return found
+
+
+def upgrade_legacy_configs(args: list[str]) -> list[str]:
+    """``args`` with every ``--config`` file that names removed model arguments (``betavae.models.legacy``: a run
+    written before issue 21, e.g. the ``config.yaml`` that ``evaluate`` takes from a checkpoint's run) replaced by
+    its upgraded text, with a warning naming the file and what to write instead."""
+    out = list(args)
+    for index, value in config_values(args):
+        path = Path(value)
+        try:
+            text = path.read_text() if path.is_file() else value
+            config = yaml.safe_load(text)
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(config, dict):
+            continue
+        upgraded, found = upgrade_config(config)
+        if not found:
+            continue
+        rank_zero_warn(
+            f"{value} uses model arguments removed in betavae's redesign (issue 21): "
+            + "; ".join(f"{k} -> {REPLACEMENTS.get(k, 'optimizer: {class_path: torch.optim...}')}" for k in found)
+            + ". It was read with the same network and optimizer as:\n"
+            + yaml.safe_dump({"model": upgraded["model"]}, sort_keys=False)
+        )
+        dumped = yaml.safe_dump(upgraded, sort_keys=False)
+        out[index] = dumped if out[index] == value else f"--config={dumped}"
+    return out
 
 
 class RunStarted(Callback):
@@ -221,6 +264,12 @@ class BetaVAECLI(LightningCLI):
             args = resolve_config_args(with_run_config(list(args)))
         except FileNotFoundError as err:
             parser.error(str(err))
+        for given, instead in legacy_flags(args):
+            parser.error(
+                f"{given} was removed (networks and optimizers are chosen by class path now, issue 21): "
+                f"use {instead}; see docs/optimizers.md."
+            )
+        args = upgrade_legacy_configs(args)
         for given, instead in linked_settings_given(args):
             parser.error(
                 f"{given}: this model setting is linked from the data module and a value given for it would be "
@@ -236,6 +285,8 @@ class BetaVAECLI(LightningCLI):
         config = self.config.get(self.subcommand) if self.subcommand else self.config
         if config is None:
             return
+        self.upgrade_checkpoint_hparams(config)
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
         if self.subcommand == "fit" and config.get("ckpt_path") == "last":
             found = find_last_checkpoint(experiment_root(config.trainer))
             if found is None:
@@ -244,6 +295,28 @@ class BetaVAECLI(LightningCLI):
                 rank_zero_info(f"--ckpt_path last: resuming from {found}")
             config.ckpt_path = found
         configure_wandb(config)
+
+    def upgrade_checkpoint_hparams(self, config: Namespace) -> None:
+        """A checkpoint written before issue 21 (``--ckpt_path``) keeps loading: Lightning reads its hyperparameters
+        into the model's config, where the removed ones (``architecture``, ``hidden_channels``, ``lr``, ...) are
+        left over as ``dict_kwargs``; they are rewritten into the networks and optimizers they stand for
+        (``betavae.models.legacy``), which then override the config's as any checkpoint hyperparameter does."""
+        model = config.get("model")
+        extra = model.get("dict_kwargs") if isinstance(model, Namespace) else None
+        if not extra:
+            return
+        found = legacy_keys(model.class_path, extra)
+        if not found:
+            return
+        old = {key: extra.pop(key) for key in found}
+        if not extra:
+            del model["dict_kwargs"]
+        upgraded = upgrade_model_args(model.class_path, old)
+        rank_zero_info(f"{config.get('ckpt_path')}: hyperparameters written before issue 21 read as {upgraded}")
+        update = {"model": {"class_path": model.class_path, "init_args": upgraded}}
+        if self.subcommand:
+            update = {self.subcommand: update}
+        self.config = self.parser.parse_object(update, self.config)
 
     def instantiate_trainer(self, **kwargs: Any) -> BetaVAETrainer:
         trainer = super().instantiate_trainer(**kwargs)
@@ -295,13 +368,13 @@ def report_command(args: list[str]) -> None:
 
 
 def prefetch_command(args: list[str]) -> None:
-    """``prefetch [--path FILE]``: download the FID network's weights into the torch cache."""
+    """``prefetch [--download true] [--path FILE]``: find (or convert, or download) the FID network's weights."""
     parser = ArgumentParser(prog="betavae prefetch", description=prefetch.__doc__.splitlines()[0])
     parser.add_function_arguments(prefetch)
     prefetch(**parser.parse_args(args).as_dict())
 
 
-STANDALONE_COMMANDS = {"report": report_command, "prefetch": prefetch_command}
+STANDALONE_COMMANDS = {"report": report_command, "prefetch": prefetch_command, "fid": fid_command}
 
 
 def main(args: ArgsType = None) -> None:

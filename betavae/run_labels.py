@@ -44,25 +44,25 @@ WEIGHT_KEYS = ("kld_weight", "loss_type", "gamma", "max_capacity", "alpha", "dip
 
 
 def run_keys(
-    model_class: str, model_args: Mapping[str, Any], data_class: str, data_args: Mapping[str, Any]
+    model_class: str | type, model_args: Mapping[str, Any], data_class: str, data_args: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The keys every run carries for comparisons: dataset, variant, β, latent size, image shape,
     likelihood, and the loss weights of ``WEIGHT_KEYS`` (``None`` where the model has no such weight): the
     same keys for every variant, so that a dashboard can group and filter any run by any of them.
 
     Args:
-        model_class: The model's class name or path.
+        model_class: The model's class, or its class name or path.
         model_args: Its init arguments (a config's ``init_args`` or a model's ``hparams``).
         data_class: The data module's class name or path.
         data_args: Its init arguments.
     """
-    variant = short_name(model_class)
+    variant = model_class.__name__ if isinstance(model_class, type) else short_name(model_class)
     net_args = model_args.get("net")
     net_args = net_args.get("init_args", {}) if isinstance(net_args, Mapping) else {}
     keys: dict[str, Any] = {
         "dataset": dataset_label(data_class, data_args.get("root"), data_args.get("name")),
         "variant": variant,
-        "beta": model_beta(variant, model_args),
+        "beta": model_beta(model_class, model_args),
         "latent_dim": model_args.get("latent_dim", net_args.get("latent_dim")),
         "image_size": data_args.get("image_size", model_args.get("image_size")),
         "channels": data_args.get("channels", model_args.get("in_channels")),
@@ -85,7 +85,7 @@ def run_info(model: Any, datamodule: Any) -> dict[str, Any]:
         "channels": getattr(model, "in_channels", None),
     }
     data_class = type(datamodule).__name__ if datamodule is not None else "unknown"
-    keys = run_keys(type(model).__name__, hparams, data_class, data_args)
+    keys = run_keys(type(model), hparams, data_class, data_args)
     if datamodule is None:
         keys["dataset"] = "unknown"
     return keys

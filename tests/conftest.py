@@ -27,14 +27,46 @@ TINY = [
     "--data.init_args.batch_size=4",
     "--progress_bar.refresh_rate=0",
 ]
-SHAPES = [
+#: the tiny β-VAE of the CLI tests (the study's conv net with 2 blocks, 4 latents) on 24 shapes of 16x16
+SHAPES_MODEL = [
     "--model=betavae.models.BetaVAE",
-    "--model.init_args.hidden_channels=[8,16]",
+    "--model.init_args.encoder.init_args.hidden_channels=[8,16]",
+    "--model.init_args.decoder.init_args.hidden_channels=[8,16]",
     "--model.init_args.latent_dim=4",
+]
+SHAPES_DATA = [
     "--data=betavae.data.ShapesDataModule",
     "--data.init_args.num_images=24",
     "--data.init_args.image_size=16",
 ]
+SHAPES = [*SHAPES_MODEL, *SHAPES_DATA]
+
+
+@pytest.fixture
+def shapes_args() -> list[str]:
+    """The CLI arguments of the tiny β-VAE on 24 shapes (``SHAPES``), in batches of 4."""
+    return [*SHAPES, "--data.init_args.batch_size=4"]
+
+
+def conv_nets(*hidden_channels: int, kernel_size: int = 3) -> dict[str, dict]:
+    """``encoder`` and ``decoder`` arguments of a VAE: the study's conv net with these block channels."""
+    hidden = list(hidden_channels)
+    return {
+        "encoder": {"class_path": "betavae.nets.ConvEncoder", "init_args": {"hidden_channels": hidden}},
+        "decoder": {
+            "class_path": "betavae.nets.ConvDecoder",
+            "init_args": {"hidden_channels": hidden, "kernel_size": kernel_size},
+        },
+    }
+
+
+def burgess_nets(*hidden_channels: int) -> dict[str, dict]:
+    """``encoder`` and ``decoder`` arguments of a VAE: Burgess et al.'s conv net with these block channels."""
+    hidden = list(hidden_channels)
+    return {
+        "encoder": {"class_path": "betavae.nets.BurgessEncoder", "init_args": {"hidden_channels": hidden}},
+        "decoder": {"class_path": "betavae.nets.BurgessDecoder", "init_args": {"hidden_channels": hidden}},
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
+from conftest import conv_nets
 from helpers import CountingFeatures, KnownKL
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
@@ -34,7 +35,7 @@ def every_callback() -> list[L.Callback]:
 
 
 def tiny_model() -> BetaVAE:
-    return BetaVAE(latent_dim=4, hidden_channels=(8, 16), in_channels=1, image_size=16)
+    return BetaVAE(latent_dim=4, **conv_nets(8, 16), in_channels=1, image_size=16)
 
 
 def tiny_data() -> ShapesDataModule:
@@ -64,7 +65,7 @@ def test_api_problem_names_what_is_missing():
         def decode(self, z: torch.Tensor, label: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
             return super().decode(z)
 
-    problem = api_problem(Conditional(latent_dim=4, hidden_channels=(8, 16), in_channels=1, image_size=16), decode=1)
+    problem = api_problem(Conditional(latent_dim=4, **conv_nets(8, 16), in_channels=1, image_size=16), decode=1)
     assert problem is not None and "Conditional.decode(z" in problem and "label" in problem
 
 
@@ -214,7 +215,8 @@ def test_quickstart_shows_psnr_ssim_traversals_and_grids_in_the_run_and_the_offl
             "quickstart.yaml",
             "--data.init_args.num_images=24",
             "--data.init_args.image_size=32",
-            "--model.init_args.hidden_channels=[8,16]",
+            "--model.init_args.encoder.init_args.hidden_channels=[8,16]",
+            "--model.init_args.decoder.init_args.hidden_channels=[8,16]",
             "--trainer.max_epochs=1",
             "--trainer.limit_train_batches=2",
             "--data.init_args.batch_size=4",

@@ -395,6 +395,7 @@ def test_sweep_command_parses_and_sets_the_swept_keys(index, tmp_path, monkeypat
     assert ran == ["fit"]
     assert isinstance(cli.model, BetaVAE)
     assert cli.model.hparams.beta == point["model.init_args.beta"]
-    assert cli.model.hparams.lr == point["model.init_args.lr"]
+    optimizer = cli.model.configure_optimizers()["optimizer"]
+    assert optimizer.param_groups[0]["lr"] == point["model.init_args.optimizer.init_args.lr"]
     assert cli.model.latent_dim == 128  # the rest is celeba_beta10.yaml's
     assert cli.config_init["fit"]["fid"].every_n_epochs == 5

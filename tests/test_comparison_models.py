@@ -15,6 +15,7 @@ from unittest.mock import patch
 import numpy as np
 import pytest
 import torch
+from conftest import conv_nets
 from scipy.special import logsumexp
 from scipy.stats import norm
 
@@ -31,7 +32,7 @@ from betavae.models.estimators import (
 )
 from betavae.models.vae import image_noise
 
-NET = {"in_channels": 1, "image_size": 16, "hidden_channels": (8, 16), "latent_dim": 4}
+NET = {"in_channels": 1, "image_size": 16, **conv_nets(8, 16), "latent_dim": 4}
 SMALL_DISCRIMINATOR = (16, 16)
 
 
@@ -272,7 +273,8 @@ def test_factor_vae_tc_is_the_discriminators_log_odds():
 
 # ---------------------------------------------------------------- through the CLI
 TINY = [
-    "--model.init_args.hidden_channels=[8,16]",
+    "--model.init_args.encoder.init_args.hidden_channels=[8,16]",
+    "--model.init_args.decoder.init_args.hidden_channels=[8,16]",
     "--model.init_args.latent_dim=4",
     "--model.init_args.likelihood=bce",
     "--model.init_args.reduction=sum",
@@ -316,7 +318,7 @@ MODELS = {
     "factorvae": (
         [*FACTOR, *WANDB],
         ("tc", "disc_loss", "disc_accuracy"),
-        {"gamma": 35.0, "discriminator_lr": 1e-4, "discriminator_betas": (0.5, 0.9)},
+        {"gamma": 35.0},
     ),
     "dipvae_i": (
         ["--model=betavae.models.DIPVAE"],
@@ -379,7 +381,13 @@ def test_each_model_trains_through_the_cli_with_every_callback(name, tmp_path, m
 def test_factor_vae_resumes_both_optimizers_the_scheduler_and_the_step(tmp_path, monkeypatch):
     """Also: gradient clipping goes through ``clip_gradients`` for each optimizer at every step."""
     monkeypatch.chdir(tmp_path)
-    common = ["fit", *FACTOR, *TINY, "--model.init_args.scheduler_gamma=0.5"]
+    common = [
+        "fit",
+        *FACTOR,
+        *TINY,
+        "--model.init_args.lr_scheduler=torch.optim.lr_scheduler.ExponentialLR",
+        "--model.init_args.lr_scheduler.gamma=0.5",
+    ]
     calls = []
     real_clip = FactorVAE.clip_gradients
 

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import conv_nets
 from PIL import Image
 from torchvision.transforms import v2
 
@@ -277,7 +278,7 @@ def test_validation_scores_are_unchanged_by_the_uint8_path(tmp_path):
 
     dm = ShapesDataModule(num_images=40, image_size=16, batch_size=5, channels=3)
     torch.manual_seed(0)
-    model = BetaVAE(in_channels=3, image_size=16, hidden_channels=(8, 16), latent_dim=4, mean=dm.mean, std=dm.std)
+    model = BetaVAE(in_channels=3, image_size=16, **conv_nets(8, 16), latent_dim=4, mean=dm.mean, std=dm.std)
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     logged = trainer.validate(model, dm, verbose=False)[0]["val/loss"]
     reference = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(dm.mean, dm.std)])

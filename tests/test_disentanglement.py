@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import conv_nets
 from joblib import parallel_config
 from scipy.stats import entropy
 from sklearn.metrics import roc_auc_score
@@ -264,7 +265,7 @@ def test_dimension_attributes_names_scores_and_directions():
 def test_model_representation_is_mu_in_eval_mode_in_batches():
     from betavae.models import BetaVAE
 
-    model = BetaVAE(latent_dim=3, hidden_channels=(8, 16), in_channels=1, image_size=16).train()
+    model = BetaVAE(latent_dim=3, **conv_nets(8, 16), in_channels=1, image_size=16).train()
     images = torch.randint(0, 256, (7, 1, 16, 16), dtype=torch.uint8)
     codes = model_representation(model, batch_size=3)(images)
     assert model.training  # mode restored

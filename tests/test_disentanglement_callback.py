@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import write_celeba, write_dsprites
+from conftest import conv_nets, write_celeba, write_dsprites
 from torch import nn
 
 from betavae.callbacks import DisentanglementMetrics, LatentTraversal
@@ -274,7 +274,7 @@ def test_a_conditional_model_is_scored_on_the_validation_images_with_their_label
     from betavae.models import ConditionalVAE
 
     dm = dsprites(tmp_path)  # batches carry "label", the shape
-    model = ConditionalVAE(num_classes=3, in_channels=1, image_size=16, hidden_channels=(8, 16), latent_dim=4)
+    model = ConditionalVAE(num_classes=3, in_channels=1, image_size=16, **conv_nets(8, 16), latent_dim=4)
     callback = DisentanglementMetrics(every_n_epochs=1, preset=TINY_PRESET)
     with caplog.at_level("INFO"):
         trainer = fit(tmp_path, model, dm, [callback])

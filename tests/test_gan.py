@@ -149,7 +149,7 @@ def test_chapter_pair_has_the_chapter_layers_and_sizes():
         (lambda: ChapterGenerator(100, 1, 30), "not divisible by 4"),
         (lambda: ChapterDiscriminator(1, 28, dropout=1.0), "dropout must be in"),
         (lambda: DCGAN(RadfordGenerator, RadfordDiscriminator, latent_dim=0), "latent_dim"),
-        (lambda: DCGAN(RadfordGenerator, RadfordDiscriminator, optimizer="sgd"), "optimizer must be"),
+        (lambda: DCGAN(RadfordGenerator, RadfordDiscriminator, generator_optimizer="sgd"), "optimizer must be a class"),
     ],
 )
 def test_impossible_gans_fail_at_construction_with_a_reason(build, message):
@@ -345,7 +345,8 @@ def test_evaluate_and_report_put_the_gans_fid_beside_the_vaes(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     vae = [
         "--model=betavae.models.BetaVAE",
-        "--model.init_args.hidden_channels=[8,16]",
+        "--model.init_args.encoder.init_args.hidden_channels=[8,16]",
+        "--model.init_args.decoder.init_args.hidden_channels=[8,16]",
         "--model.init_args.latent_dim=4",
     ]
     main(["fit", *vae, *DATA, *TRAIN, "--trainer.max_epochs=1", "--trainer.logger.name=vae"])

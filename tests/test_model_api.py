@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import conv_nets
 
 from betavae.data import ShapesDataModule
 from betavae.errors import ConfigError
@@ -8,7 +9,7 @@ from betavae.normalization import imagenet_stats
 
 
 def test_public_api_shapes_and_determinism():
-    model = BetaVAE(in_channels=3, image_size=32, hidden_channels=(8, 16, 32), latent_dim=6).eval()
+    model = BetaVAE(in_channels=3, image_size=32, **conv_nets(8, 16, 32), latent_dim=6).eval()
     x = torch.randn(5, 3, 32, 32)
     q = model.encode(x)
     assert isinstance(q, DiagonalGaussian) and q.mean.shape == q.logvar.shape == (5, 6)
@@ -28,7 +29,7 @@ def test_normalize_denormalize_round_trip_through_the_data_and_the_model():
         data = ShapesDataModule(num_images=4, image_size=16, channels=channels)
         mean, std = imagenet_stats(channels)
         assert data.mean == mean and data.std == std
-        model = BetaVAE(in_channels=channels, image_size=16, hidden_channels=(8,), mean=data.mean, std=data.std)
+        model = BetaVAE(in_channels=channels, image_size=16, **conv_nets(8), mean=data.mean, std=data.std)
         pixels = torch.randint(0, 256, (2, channels, 16, 16), dtype=torch.uint8)
         normalized = data.prepare_batch({"image": pixels})["image"]
         # the data is normalized: for ImageNet stats, black maps far below 0 and white above 1
@@ -44,12 +45,12 @@ def test_one_channel_rule_is_the_luma_combination_of_imagenet_stats():
 
 
 def test_to_pixels_clamps_model_outputs_into_the_unit_range():
-    model = BetaVAE(in_channels=3, image_size=32, hidden_channels=(8, 16))
+    model = BetaVAE(in_channels=3, image_size=32, **conv_nets(8, 16))
     out = model.to_pixels(torch.randn(2, 3, 32, 32) * 10)
     assert out.min() >= 0 and out.max() <= 1
 
 
-SMALL = {"in_channels": 1, "image_size": 16, "hidden_channels": (8, 16), "latent_dim": 4}
+SMALL = {"in_channels": 1, "image_size": 16, **conv_nets(8, 16), "latent_dim": 4}
 
 
 @pytest.mark.parametrize(

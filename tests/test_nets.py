@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import burgess_nets, conv_nets
 from torch import nn
 
 from betavae.models import VAE, BetaVAE
@@ -77,7 +78,7 @@ def test_encoder_decoder_shapes(size: int, channels: int):
 @pytest.mark.parametrize("size", [16, 32, 64, 128])
 def test_study_model_forward_backward_at_every_size(size: int):
     hidden = (32, 64, 128, 256, 512) if size >= 32 else (32, 64, 128)  # batik-style 3 blocks at 16 px
-    model = BetaVAE(in_channels=1, image_size=size, hidden_channels=hidden, latent_dim=8)
+    model = BetaVAE(in_channels=1, image_size=size, **conv_nets(*hidden), latent_dim=8)
     x = torch.randn(3, 1, size, size)
     loss = model.loss_parts({"image": x})["loss"]
     loss.backward()
@@ -89,8 +90,8 @@ def test_study_model_forward_backward_at_every_size(size: int):
     [
         ({"image_size": 60}, r"image_size=60 is not divisible by 2\*\*5=32"),
         ({"image_size": 16}, r"not divisible by 2\*\*5=32"),
-        ({"hidden_channels": ()}, "at least one block"),
-        ({"hidden_channels": (32, 0)}, "positive"),
+        ({**conv_nets()}, "at least one block"),
+        ({**conv_nets(32, 0)}, "positive"),
         ({"latent_dim": 0}, "latent_dim"),
         ({"in_channels": 1, "mean": (0.5, 0.5, 0.5), "std": (0.2, 0.2, 0.2)}, "one value per channel"),
         ({"loss_type": "X"}, "loss_type"),
@@ -125,9 +126,7 @@ def disentanglement_lib_nets(latent_dim: int = 10, channels: int = 1, kernel34: 
 
 
 def test_burgess_architecture_matches_disentanglement_lib_layer_for_layer():
-    ours = BetaVAE(
-        in_channels=1, image_size=64, latent_dim=10, architecture="burgess", hidden_channels=(32, 32, 64, 64)
-    )
+    ours = BetaVAE(in_channels=1, image_size=64, latent_dim=10, **burgess_nets(32, 32, 64, 64))
     ref = disentanglement_lib_nets(kernel34=4)  # the one stated difference: 4x4 kernels throughout (Burgess et al.)
     x = torch.randn(2, 1, 64, 64)  # both kernels give the same 4x4 bottleneck
     assert disentanglement_lib_nets()["encoder"][:4](x).shape == ours.encoder.convs(x).shape == (2, 64, 4, 4)
@@ -148,7 +147,7 @@ def test_burgess_architecture_matches_disentanglement_lib_layer_for_layer():
 def test_burgess_model_forward_backward(size, hidden, channels):
     torch.manual_seed(0)
     model = BetaVAE(
-        in_channels=channels, image_size=size, latent_dim=4, architecture="burgess", hidden_channels=hidden,
+        in_channels=channels, image_size=size, latent_dim=4, **burgess_nets(*hidden),
         likelihood="bce", reduction="sum", kld_weight=1.0,
     )  # fmt: skip
     x = model.normalize(torch.rand(3, channels, size, size))
@@ -161,9 +160,10 @@ def test_burgess_model_forward_backward(size, hidden, channels):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"architecture": "resnet"}, r"architecture must be one of \('study', 'burgess'\), got 'resnet'"),
-        ({"architecture": "burgess", "image_size": 40, "hidden_channels": (8, 8, 8, 8)}, "not divisible by 2\\*\\*4"),
-        ({"architecture": "burgess", "image_size": 32, "hidden_channels": (8, 0)}, "positive"),
+        ({"encoder": {"class_path": "torch.nn.Identity"}}, "must have an int attribute out_features"),
+        ({"encoder": "resnet"}, "encoder must be a class path"),
+        ({"image_size": 40, **burgess_nets(8, 8, 8, 8)}, "not divisible by 2\\*\\*4"),
+        ({"image_size": 32, **burgess_nets(8, 0)}, "positive"),
     ],
 )
 def test_burgess_architecture_fails_at_construction_with_a_reason(kwargs, message):

@@ -17,6 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -233,19 +234,34 @@ def test_a_nan_validation_loss_stops_the_run_like_a_training_nan(tmp_path, monke
     assert next((tmp_path / "runs").rglob("metrics.csv")).read_text().count("\n") > 1
 
 
-def test_callbacks_survive_non_finite_values(tmp_path):
+def test_callbacks_survive_non_finite_values(tmp_path, monkeypatch):
+    """A diverging run's NaN/inf values reach W&B as finite ones: the histogram keeps the finite values only
+    (none: nothing is logged), the image shows NaN pixels as black."""
     from lightning.pytorch.loggers import WandbLogger
 
     from betavae.callbacks._output import log_histogram, log_image
 
+    metrics, shown = [], []
+    monkeypatch.setattr(WandbLogger, "log_metrics", lambda self, values, step=None: metrics.append((values, step)))
+    monkeypatch.setattr(
+        WandbLogger, "log_image", lambda self, key, images, step=None, **kwargs: shown.append((key, images, step))
+    )
+
     class Trainer:
-        global_step = 0
+        global_step = 7
         loggers = [WandbLogger(save_dir=str(tmp_path), offline=True, project="t")]
 
     trainer = Trainer()
     log_histogram(trainer, "val/kl_per_dim", torch.tensor([float("nan"), 1.0, float("inf")]))
-    log_histogram(trainer, "val/kl_per_dim", torch.tensor([float("nan")]))
+    log_histogram(trainer, "val/kl_per_dim", torch.tensor([float("nan")]))  # nothing finite: nothing logged
     log_image(trainer, "val/samples", torch.full((3, 4, 4), float("nan")))
+    assert len(metrics) == 1 and metrics[0][1] == 7
+    histogram = metrics[0][0]["val/kl_per_dim"]
+    assert sum(histogram.histogram) == 1  # the one finite value, 1.0
+    assert min(histogram.bins) <= 1.0 <= max(histogram.bins)
+    assert len(shown) == 1 and shown[0][0] == "val/samples" and shown[0][2] == 7
+    (array,) = shown[0][1]
+    assert array.shape == (4, 4, 3) and array.dtype == np.uint8 and (array == 0).all()
 
 
 # ---------------------------------------------------------------- 6. garbage checkpoints

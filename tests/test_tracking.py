@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import wandb
-from conftest import SHAPES, TINY
+from conftest import SHAPES, TINY, conv_nets
 
 from betavae.cli import BetaVAECLI
 from betavae.data import ShapesDataModule
@@ -23,8 +23,8 @@ WANDB = [
 
 def test_every_variant_reports_the_same_keys():
     data = ShapesDataModule(num_images=8, image_size=16)
-    beta = run_info(BetaVAE(in_channels=1, image_size=16, hidden_channels=(8, 16), latent_dim=4, beta=10), data)
-    vae = run_info(VAE(in_channels=1, image_size=16, hidden_channels=(8, 16), latent_dim=4), data)
+    beta = run_info(BetaVAE(in_channels=1, image_size=16, **conv_nets(8, 16), latent_dim=4, beta=10), data)
+    vae = run_info(VAE(in_channels=1, image_size=16, **conv_nets(8, 16), latent_dim=4), data)
     ae = run_info(Autoencoder(net=LinearNet, in_channels=1, image_size=16), data)
     assert beta.keys() == vae.keys() == ae.keys()
     assert beta["dataset"] == "shapes" and beta["variant"] == "BetaVAE" and beta["beta"] == 10.0

@@ -140,21 +140,12 @@ def test_models_without_a_posterior_get_one_warning_and_no_figure(tmp_path):
     assert not list(Path(run.log_dir).rglob("traversal_*"))
 
 
-def test_traverse_command_writes_the_figure_for_chosen_dimensions(tmp_path, monkeypatch):
+def test_traverse_command_writes_the_figure_for_chosen_dimensions(shapes_args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    shapes = [
-        "--model=betavae.models.BetaVAE",
-        "--model.init_args.hidden_channels=[8,16]",
-        "--model.init_args.latent_dim=4",
-        "--data=betavae.data.ShapesDataModule",
-        "--data.init_args.num_images=24",
-        "--data.init_args.image_size=16",
-        "--data.init_args.batch_size=4",
-    ]
     main(
         [
             "fit",
-            *shapes,
+            *shapes_args,
             "--trainer.max_epochs=1",
             "--trainer.limit_train_batches=2",
             "--trainer.logger=lightning.pytorch.loggers.CSVLogger",

@@ -13,7 +13,7 @@ import pytest
 import skimage
 import torch
 import yaml
-from conftest import write_idx
+from conftest import conv_nets, write_idx
 from scipy.linalg import subspace_angles
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from sklearn.decomposition import PCA
@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 NETS = {
     "linear": partial(LinearNet, latent_dim=4),
     "dense": partial(StackedDenseNet, hidden=(32,), latent_dim=4),
-    "conv": partial(ConvNet, hidden_channels=(8, 16, 16), latent_dim=4),
-    "conv_spatial": partial(ConvNet, hidden_channels=(8, 16), latent_dim=None),
+    "conv": partial(ConvNet, **conv_nets(8, 16, 16), latent_dim=4),
+    "conv_spatial": partial(ConvNet, **conv_nets(8, 16), latent_dim=None),
     "recurrent": partial(RecurrentNet, hidden_size=16, latent_dim=4),
 }
 
@@ -65,7 +65,7 @@ def variant(name: str, channels: int, size: int) -> L.LightningModule:
         return Autoencoder(net=partial(ResidualSRNet, width=8, depth=3), corruption=Downsample(2, "bicubic"), **shape)
     if name == "sparse":
         return Autoencoder(net=NETS["dense"], code_activation="Sigmoid", l1_weight=1e-3, sparsity_weight=0.1, **shape)
-    small = {"hidden_channels": (8, 16), "latent_dim": 3, **shape}
+    small = {**conv_nets(8, 16), "latent_dim": 3, **shape}
     if name == "vae":
         return VAE(likelihood="bce", reduction="sum", kld_weight=1.0, **small)
     if name == "cvae":
@@ -126,7 +126,7 @@ def test_bce_likelihood_matches_torch_distributions_in_both_reductions():
     logits = torch.randn(3, 1, 8, 8, generator=g)
     pixels = torch.rand(3, 1, 8, 8, generator=g)
     for reduction in ("mean", "sum"):
-        model = VAE(in_channels=1, image_size=8, hidden_channels=(4,), likelihood="bce", reduction=reduction)
+        model = VAE(in_channels=1, image_size=8, **conv_nets(4), likelihood="bce", reduction=reduction)
         nll = -Bernoulli(logits=logits, validate_args=False).log_prob(pixels)  # BCE on [0, 1] targets
         expected = nll.mean() if reduction == "mean" else nll.flatten(1).sum(1).mean()
         torch.testing.assert_close(model.reconstruction_loss(logits, model.normalize(pixels)), expected)
@@ -135,7 +135,7 @@ def test_bce_likelihood_matches_torch_distributions_in_both_reductions():
 
 
 def test_sum_reduction_is_the_per_image_sum():
-    model = VAE(in_channels=3, image_size=8, hidden_channels=(4,), reduction="sum")
+    model = VAE(in_channels=3, image_size=8, **conv_nets(4), reduction="sum")
     raw, x = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
     torch.testing.assert_close(model.reconstruction_loss(raw, x), ((raw - x) ** 2).sum() / 2)
 
@@ -179,7 +179,7 @@ def test_only_the_input_is_corrupted_and_validation_noise_is_fixed():
 
 
 def test_vae_validation_loss_is_independent_of_rng_batching_and_order():
-    model = BetaVAE(in_channels=1, image_size=16, hidden_channels=(8, 16), latent_dim=4).eval()
+    model = BetaVAE(in_channels=1, image_size=16, **conv_nets(8, 16), latent_dim=4).eval()
     x = torch.randn(6, 1, 16, 16)
     index = torch.arange(10, 16)
     with torch.no_grad():
@@ -236,7 +236,7 @@ def test_denoising_autoencoder_output_is_cleaner_than_its_noisy_input():
     clean = real_patches(224)
     torch.manual_seed(0)
     model = Autoencoder(
-        net=partial(ConvNet, hidden_channels=(16, 32), latent_dim=None),
+        net=partial(ConvNet, **conv_nets(16, 32), latent_dim=None),
         corruption=GaussianNoise(0.2),
         in_channels=1,
         image_size=32,
@@ -449,7 +449,7 @@ def test_l1_penalty_gives_more_near_zero_codes():
 def test_conditional_vae_decodes_the_same_z_differently_per_label():
     batches = shapes_batches(size=16)
     torch.manual_seed(0)
-    model = ConditionalVAE(num_classes=3, in_channels=1, image_size=16, hidden_channels=(8, 16, 32), latent_dim=4)
+    model = ConditionalVAE(num_classes=3, in_channels=1, image_size=16, **conv_nets(8, 16, 32), latent_dim=4)
     train(model, batches, steps=150)
     x, label = batches[0]["image"][:8], batches[0]["label"][:8]
     with torch.no_grad():
@@ -464,7 +464,7 @@ def test_conditional_vae_decodes_the_same_z_differently_per_label():
 
 
 def test_conditional_vae_label_is_required_and_checked():
-    model = ConditionalVAE(num_classes=3, in_channels=1, image_size=16, hidden_channels=(8,), latent_dim=2)
+    model = ConditionalVAE(num_classes=3, in_channels=1, image_size=16, **conv_nets(8), latent_dim=2)
     x = torch.randn(2, 1, 16, 16)
     with pytest.raises(ValueError, match="needs class labels"):
         model.loss_parts({"image": x})
@@ -493,7 +493,7 @@ def fit_small(model, tmp_path, callbacks, epochs: int = 1, num_images: int = 48)
 
 
 def test_latent_views_of_a_2d_code(tmp_path):
-    model = Autoencoder(net=partial(ConvNet, hidden_channels=(8, 16), latent_dim=2), in_channels=1, image_size=16)
+    model = Autoencoder(net=partial(ConvNet, **conv_nets(8, 16), latent_dim=2), in_channels=1, image_size=16)
     fit_small(model, tmp_path, [LatentViews(grid_size=5)])
     pngs = sorted(p.name for p in (tmp_path / "images").glob("*.png"))
     assert pngs == ["latent_grid_epoch=000.png", "latent_scatter_epoch=000.png"]
@@ -501,7 +501,7 @@ def test_latent_views_of_a_2d_code(tmp_path):
 
 
 def test_latent_views_of_a_larger_code(tmp_path):
-    model = VAE(in_channels=1, image_size=16, hidden_channels=(8, 16), latent_dim=5)
+    model = VAE(in_channels=1, image_size=16, **conv_nets(8, 16), latent_dim=5)
     fit_small(model, tmp_path, [LatentViews(every_n_epochs=1)], epochs=1)
     names = {p.name for p in (tmp_path / "images").glob("*.png")}
     assert {"latent_pca_epoch=000.png", "latent_tsne_epoch=000.png"} <= names

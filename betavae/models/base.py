@@ -1,23 +1,32 @@
 """The base LightningModule every autoencoder variant shares.
 
-It owns what does not depend on the variant: the value-range contract (``normalize`` / ``to_pixels``),
-the reconstruction likelihood and its reduction, the train/val/test steps that log each loss part as
-``train/…``, ``val/…``, ``test/…``, the guard that stops a run on a non-finite loss, and the study's
-optimizer (Adam + ExponentialLR per epoch). A variant implements ``encode``, ``decode``, ``reconstruct``,
-``embed`` and ``loss_parts``; a generative one also ``sample``. Every method that takes images also takes
-an optional ``label``, which unconditional models ignore, so callers never need to know which is which.
+It owns what does not depend on the variant: the value-range contract (``normalize`` / ``to_pixels``), the
+reconstruction likelihood and its reduction, the train/val/test steps that log each loss part as ``train/…``,
+``val/…``, ``test/…``, the guard that stops a run on a non-finite loss, and the optimizer and schedule chosen by
+class path (``betavae.models.optim``; by default the study's Adam + ExponentialLR per epoch). A variant implements
+``encode``, ``decode``, ``reconstruct``, ``embed`` and ``loss_parts``; a generative one also ``sample``. Every
+method that takes images also takes an optional ``label``, which unconditional models ignore, so callers never need
+to know which is which.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from betavae.errors import BetaVAEError, ConfigError
+from betavae.models.optim import (
+    STUDY_LR_SCHEDULER,
+    STUDY_OPTIMIZER,
+    build_optimizer,
+    build_scheduler,
+    scheduler_config,
+)
 from betavae.normalization import check_stats, imagenet_stats
 
 
@@ -60,7 +69,7 @@ def non_finite_message(module: L.LightningModule, parts: dict[str, torch.Tensor]
     return (
         f"non-finite {stage} loss at epoch {epoch}, global step {step} (batch {batch_idx}): {values}. {what} "
         + (f"The last good checkpoint is {last}." if last else "No checkpoint had been written yet.")
-        + " Try a lower learning rate (model.init_args.lr) or check the data for bad values."
+        + " Try a lower learning rate (model.init_args.optimizer.init_args.lr) or check the data for bad values."
     )
 
 
@@ -76,10 +85,12 @@ class AutoencoderModule(L.LightningModule):
         mean: Per-channel normalization mean the data was normalized with; ``None`` means the
             ImageNet statistics for ``in_channels`` (see ``betavae.normalization``). Linked by the CLI.
         std: Per-channel normalization std, as ``mean``. Linked by the CLI.
-        lr: Adam learning rate (the study: 0.005).
-        weight_decay: Adam weight decay.
-        scheduler_gamma: Multiplicative learning-rate decay per epoch (ExponentialLR; the study: 0.95);
-            ``None`` keeps the rate constant.
+        optimizer: The optimizer, by class path with its ``init_args`` (``torch.optim.AdamW``, ...) or a callable
+            taking the parameters; the default is the study's Adam (lr 0.005, no weight decay). The learning rate
+            is ``optimizer.init_args.lr``.
+        lr_scheduler: The learning-rate schedule, by class path, stepped once per epoch (a ``ReduceLROnPlateau``
+            watches ``val/loss``); ``None`` keeps the rate constant. The default is the study's ExponentialLR
+            (gamma 0.95).
         likelihood: Reconstruction term. ``"mse"``: squared error between the output and the input in
             normalized space (a Gaussian likelihood; the study's). ``"bce"``: binary cross-entropy
             between the decoder's logits, read as Bernoulli probabilities of the pixel intensities in
@@ -105,9 +116,8 @@ class AutoencoderModule(L.LightningModule):
         image_size: int = 64,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
-        lr: float = 0.005,
-        weight_decay: float = 0.0,
-        scheduler_gamma: float | None = 0.95,
+        optimizer: OptimizerCallable = STUDY_OPTIMIZER,
+        lr_scheduler: LRSchedulerCallable | None = STUDY_LR_SCHEDULER,
         likelihood: Literal["mse", "bce"] = "mse",
         reduction: Literal["mean", "sum"] = "mean",
         output_activation: Literal["identity", "sigmoid"] = "identity",
@@ -116,6 +126,8 @@ class AutoencoderModule(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
         for name, value, allowed in (
             ("likelihood", likelihood, ("mse", "bce")),
             ("reduction", reduction, ("mean", "sum")),
@@ -256,8 +268,21 @@ class AutoencoderModule(L.LightningModule):
 
     # ----------------------------------------------------------------- optimization
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.scheduler_gamma is None:
+        """``optimizer`` over every parameter, with ``lr_scheduler`` stepped once per epoch when there is one."""
+        optimizer = build_optimizer(self.optimizer, self.parameters())
+        scheduler = build_scheduler(self.lr_scheduler, optimizer)
+        if scheduler is None:
             return optimizer
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.hparams.scheduler_gamma)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler_config(scheduler)}
+
+    # ----------------------------------------------------------------- comparisons
+    @classmethod
+    def comparison_beta(cls, hparams: Mapping[str, Any]) -> float | None:
+        """The beta a run of this class with ``hparams`` is compared by in tables and dashboards; ``None`` for a
+        model without a KL term (deterministic autoencoders, GANs). Each model class declares its own rule."""
+        return None
+
+    @property
+    def model_beta(self) -> float | None:
+        """``comparison_beta`` of this model's hyperparameters."""
+        return type(self).comparison_beta(self.hparams)

@@ -9,6 +9,7 @@ also needs a second optimizer, is in ``betavae.models.factor_vae``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import lightning as L
@@ -73,7 +74,7 @@ class BetaTCVAE(VAE):
             (``len(train_dataloader().dataset)``, the whole training set under DDP), printed, and stored
             in the hyperparameters, so a checkpoint keeps it (the hyperparameters logged at the start of
             the run still show ``None``).
-        **kwargs: ``VAE`` arguments (latent_dim, hidden_channels, kld_weight, likelihood, optimizer, ...).
+        **kwargs: ``VAE`` arguments (encoder, decoder, latent_dim, kld_weight, likelihood, optimizer, ...).
     """
 
     def __init__(
@@ -91,6 +92,11 @@ class BetaTCVAE(VAE):
             raise ConfigError(f"sampling must be 'mws' (minibatch-weighted) or 'mss' (stratified), got {sampling!r}")
         if dataset_size is not None and dataset_size < 2:
             raise ConfigError(f"dataset_size must be at least 2 (the number of training images), got {dataset_size}")
+
+    @classmethod
+    def comparison_beta(cls, hparams: Mapping[str, Any]) -> float | None:
+        """``beta``, the weight of the total correlation."""
+        return float(hparams.get("beta", 6.0))
 
     def setup(self, stage: str) -> None:
         """N from the data module when no ``dataset_size`` was given (see Args)."""
@@ -123,7 +129,7 @@ class DIPVAE(VAE):
         lambda_od: Weight of the off-diagonal penalty (disentanglement_lib sweeps 1 to 50).
         lambda_d: Weight of the diagonal penalty; ``None``: 10·λ_od for type i, λ_od for type ii
             (disentanglement_lib's ``lambda_d_factor``). The value in use is ``model.lambda_d``.
-        **kwargs: ``VAE`` arguments (latent_dim, hidden_channels, kld_weight, likelihood, optimizer, ...).
+        **kwargs: ``VAE`` arguments (encoder, decoder, latent_dim, kld_weight, likelihood, optimizer, ...).
     """
 
     def __init__(
@@ -134,6 +140,11 @@ class DIPVAE(VAE):
             raise ConfigError(f"dip_type must be 'i' or 'ii', got {dip_type!r}")
         check_non_negative(lambda_od=lambda_od, lambda_d=lambda_d)
         self.lambda_d = float(lambda_d if lambda_d is not None else (10.0 if dip_type == "i" else 1.0) * lambda_od)
+
+    @classmethod
+    def comparison_beta(cls, hparams: Mapping[str, Any]) -> float | None:
+        """``None``: DIP-VAE's weights are λ_od and λ_d, not a β."""
+        return None
 
     def regularizer(
         self, kl: torch.Tensor, posterior: DiagonalGaussian, z: torch.Tensor, batch: dict[str, Any]

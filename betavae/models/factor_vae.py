@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch.func import functional_call
 
 from betavae.errors import ConfigError
 from betavae.image_seeds import image_seeds
 from betavae.models.base import check_non_negative
 from betavae.models.estimators import permute_dims
+from betavae.models.optim import build_optimizer, build_scheduler, scheduler_config
 from betavae.models.posterior import DiagonalGaussian
 from betavae.models.vae import VAE
 from betavae.nets import CodeDiscriminator
+
+#: Kim & Mnih's discriminator optimizer: Adam, lr 1e-4, betas (0.5, 0.9)
+PAPER_DISCRIMINATOR_OPTIMIZER: Mapping[str, Any] = {
+    "class_path": "torch.optim.Adam",
+    "init_args": {"lr": 1e-4, "betas": (0.5, 0.9)},
+}
 
 
 class FactorVAE(VAE):
@@ -30,9 +38,10 @@ class FactorVAE(VAE):
     batch), detached from the encoder. Logged: ``tc``, ``disc_loss``, ``disc_accuracy`` besides ``recon``
     and ``kl``; validation logs the same parts (its shuffle seeded by the batch's first dataset index).
 
-    Training uses Lightning's manual optimization with two Adam optimizers: the VAE's (``lr``,
-    ``weight_decay``, ExponentialLR per epoch by ``scheduler_gamma``, as every model here) and the
-    discriminator's (``discriminator_lr``, ``discriminator_betas``, constant rate). One backward pass of
+    Training uses Lightning's manual optimization with two optimizers, each chosen by class path: the VAE's
+    (``optimizer``, ``lr_scheduler`` stepped per epoch, as every model here) and the discriminator's
+    (``discriminator_optimizer``, by default Adam at 1e-4 with betas (0.5, 0.9), the paper's;
+    ``discriminator_lr_scheduler``, by default none: a constant rate). One backward pass of
     loss + disc_loss gives each its own gradients: the TC term reaches the encoder through detached
     discriminator weights, the discriminator sees detached codes. Both gradients are taken at the same
     weights, then both optimizers step, as disentanglement_lib's grouped train ops. ``global_step`` counts
@@ -48,19 +57,21 @@ class FactorVAE(VAE):
     Args:
         gamma: Weight of the total correlation (disentanglement_lib sweeps 10 to 100).
         discriminator_hidden: Hidden widths of the discriminator (the paper: six layers of 1000).
-        discriminator_lr: The discriminator's Adam learning rate (the paper: 1e-4).
-        discriminator_betas: The discriminator's Adam betas (the paper: (0.5, 0.9)).
+        discriminator_optimizer: The discriminator's optimizer, by class path (the paper: Adam, lr 1e-4, betas
+            (0.5, 0.9)).
+        discriminator_lr_scheduler: The discriminator's learning-rate schedule, stepped per epoch; ``None``
+            (the default) keeps its rate constant.
         gradient_clip_val: Clip each optimizer's gradients at this value; ``None``: no clipping.
         gradient_clip_algorithm: ``"norm"`` (total 2-norm) or ``"value"`` (each element).
-        **kwargs: ``VAE`` arguments (latent_dim, hidden_channels, kld_weight, likelihood, optimizer, ...).
+        **kwargs: ``VAE`` arguments (encoder, decoder, latent_dim, kld_weight, likelihood, optimizer, ...).
     """
 
     def __init__(
         self,
         gamma: float = 35.0,
         discriminator_hidden: Sequence[int] = (1000,) * 6,
-        discriminator_lr: float = 1e-4,
-        discriminator_betas: tuple[float, float] = (0.5, 0.9),
+        discriminator_optimizer: OptimizerCallable = PAPER_DISCRIMINATOR_OPTIMIZER,
+        discriminator_lr_scheduler: LRSchedulerCallable | None = None,
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: Literal["norm", "value"] = "norm",
         **kwargs: Any,
@@ -71,6 +82,13 @@ class FactorVAE(VAE):
         check_non_negative(gamma=gamma)
         self.automatic_optimization = False
         self.discriminator = CodeDiscriminator(self.latent_dim, discriminator_hidden)
+        self.discriminator_optimizer = discriminator_optimizer
+        self.discriminator_lr_scheduler = discriminator_lr_scheduler
+
+    @classmethod
+    def comparison_beta(cls, hparams: Mapping[str, Any]) -> float | None:
+        """``None``: FactorVAE's weight is γ, on the total correlation, not a β."""
+        return None
 
     # ----------------------------------------------------------------- loss
     def regularizer(
@@ -129,18 +147,27 @@ class FactorVAE(VAE):
     on_test_epoch_start = on_validation_epoch_start
 
     def on_train_epoch_end(self) -> None:
-        scheduler = self.lr_schedulers()  # manual optimization: Lightning leaves the epoch's step to us
-        if scheduler is not None:
-            scheduler.step()
+        schedulers = self.lr_schedulers()  # manual optimization: Lightning leaves the epoch's step to us
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            if scheduler is None:
+                continue
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(self.trainer.callback_metrics["val/loss"])
+            else:
+                scheduler.step()
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        """[the VAE's optimizer, the discriminator's], with the schedules that are not ``None`` (VAE's first)."""
         vae_params = [p for name, p in self.named_parameters() if not name.startswith("discriminator.")]
-        vae_optimizer = torch.optim.Adam(vae_params, lr=hp.lr, weight_decay=hp.weight_decay)
-        disc_optimizer = torch.optim.Adam(
-            self.discriminator.parameters(), lr=hp.discriminator_lr, betas=tuple(hp.discriminator_betas)
+        vae_optimizer = build_optimizer(self.optimizer, vae_params)
+        disc_optimizer = build_optimizer(
+            self.discriminator_optimizer, self.discriminator.parameters(), "discriminator_optimizer"
         )
-        if hp.scheduler_gamma is None:
+        schedulers = [
+            build_scheduler(self.lr_scheduler, vae_optimizer),
+            build_scheduler(self.discriminator_lr_scheduler, disc_optimizer, "discriminator_lr_scheduler"),
+        ]
+        schedulers = [scheduler_config(s) for s in schedulers if s is not None]
+        if not schedulers:
             return [vae_optimizer, disc_optimizer]
-        scheduler = torch.optim.lr_scheduler.ExponentialLR(vae_optimizer, gamma=hp.scheduler_gamma)
-        return [vae_optimizer, disc_optimizer], [{"scheduler": scheduler, "interval": "epoch"}]
+        return [vae_optimizer, disc_optimizer], schedulers

@@ -8,21 +8,29 @@ turn with Lightning's manual optimization. It shares the autoencoders' value-ran
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from betavae.errors import ConfigError
 from betavae.models.base import AutoencoderModule
+from betavae.models.optim import build_optimizer, build_scheduler, scheduler_config
 from betavae.models.vae import image_noise
 
 #: builds a generator from (latent_dim, channels, image_size); in YAML a class path with its other init_args
 GeneratorFactory = Callable[[int, int, int], nn.Module]
 #: builds a discriminator from (channels, image_size)
 DiscriminatorFactory = Callable[[int, int], nn.Module]
+#: Radford et al.'s optimizer, for each network: Adam, lr 2e-4, beta1 0.5. (The chapter's, for Fashion-MNIST, is
+#: Keras' RMSprop: ``torch.optim.RMSprop`` with lr 1e-3, alpha 0.9, eps 1e-7; configs/dcgan_fashion_mnist.yaml.)
+RADFORD_OPTIMIZER: Mapping[str, Any] = {
+    "class_path": "torch.optim.Adam",
+    "init_args": {"lr": 2e-4, "betas": (0.5, 0.999)},
+}
 
 
 class DCGAN(AutoencoderModule):
@@ -67,10 +75,11 @@ class DCGAN(AutoencoderModule):
         discriminator: ``ChapterDiscriminator``, ``RadfordDiscriminator``, or any module built as
             ``discriminator(channels, image_size)`` mapping images in [-1, 1] to logits (B,).
         latent_dim: Size of z (the chapter and the paper: 100).
-        optimizer: ``"adam"`` (Radford et al.: lr 2e-4, β1 0.5) or ``"rmsprop"`` (the chapter's Keras
-            RMSprop: lr 1e-3, ρ 0.9, ε 1e-7), one for each network.
-        lr: Learning rate of both optimizers.
-        betas: Adam's (β1, β2).
+        generator_optimizer: The generator's optimizer, by class path (default Radford et al.'s Adam: lr 2e-4, betas
+            (0.5, 0.999); the chapter's is ``torch.optim.RMSprop`` with lr 1e-3, alpha 0.9, eps 1e-7).
+        discriminator_optimizer: The discriminator's optimizer, by class path (the same default).
+        lr_scheduler: The generator's learning-rate schedule, stepped per epoch; ``None`` (default): constant.
+        discriminator_lr_scheduler: The discriminator's schedule; ``None`` (default): constant.
         in_channels: Image channels. Linked from the data module by the CLI.
         image_size: Image height and width. Linked from the data module by the CLI.
         mean: Normalization mean of the data (see ``AutoencoderModule``). Linked by the CLI.
@@ -87,9 +96,10 @@ class DCGAN(AutoencoderModule):
         generator: GeneratorFactory,
         discriminator: DiscriminatorFactory,
         latent_dim: int = 100,
-        optimizer: Literal["adam", "rmsprop"] = "adam",
-        lr: float = 2e-4,
-        betas: tuple[float, float] = (0.5, 0.999),
+        generator_optimizer: OptimizerCallable = RADFORD_OPTIMIZER,
+        discriminator_optimizer: OptimizerCallable = RADFORD_OPTIMIZER,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        discriminator_lr_scheduler: LRSchedulerCallable | None = None,
         in_channels: int = 3,
         image_size: int = 64,
         mean: Sequence[float] | None = None,
@@ -101,19 +111,19 @@ class DCGAN(AutoencoderModule):
             image_size=image_size,
             mean=mean,
             std=std,
-            lr=lr,
-            scheduler_gamma=None,
+            optimizer=generator_optimizer,
+            lr_scheduler=lr_scheduler,
             compile=compile,
         )
         if latent_dim < 1:
             raise ConfigError(f"latent_dim must be a positive integer, got {latent_dim}")
-        if optimizer not in ("adam", "rmsprop"):
-            raise ConfigError(f"optimizer must be 'adam' or 'rmsprop', got {optimizer!r}")
         # again, so that the checkpoint's hyperparameters are this class's arguments only (the base's
         # likelihood, reduction, ... mean nothing for a GAN and would break load_from_checkpoint)
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.latent_dim = latent_dim
+        self.discriminator_optimizer = discriminator_optimizer
+        self.discriminator_lr_scheduler = discriminator_lr_scheduler
         self.generator = generator(latent_dim, in_channels, image_size)
         self.discriminator = discriminator(in_channels, image_size)
 
@@ -192,13 +202,28 @@ class DCGAN(AutoencoderModule):
         return out
 
     # ----------------------------------------------------------------- optimization
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        """[discriminator's, generator's] optimizer, both of ``optimizer`` with ``lr``; no schedule."""
-        hp = self.hparams
+    def on_train_epoch_end(self) -> None:
+        """Step the schedules there are once per epoch (manual optimization leaves it to the model)."""
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            if scheduler is None:
+                continue
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(self.trainer.callback_metrics["val/loss"])
+            else:
+                scheduler.step()
 
-        def make(params: Any) -> torch.optim.Optimizer:
-            if hp.optimizer == "rmsprop":  # Keras' RMSprop defaults, the chapter's optimizer
-                return torch.optim.RMSprop(params, lr=hp.lr, alpha=0.9, eps=1e-7)
-            return torch.optim.Adam(params, lr=hp.lr, betas=tuple(hp.betas))
-
-        return [make(self.discriminator.parameters()), make(self.generator.parameters())]
+    def configure_optimizers(self) -> Any:
+        """[discriminator's, generator's] optimizer, with the schedules that are not ``None`` (D's first)."""
+        opt_d = build_optimizer(
+            self.discriminator_optimizer, self.discriminator.parameters(), "discriminator_optimizer"
+        )
+        opt_g = build_optimizer(self.optimizer, self.generator.parameters())
+        schedulers = [
+            build_scheduler(self.discriminator_lr_scheduler, opt_d, "discriminator_lr_scheduler"),
+            build_scheduler(self.lr_scheduler, opt_g),
+        ]
+        schedulers = [scheduler_config(s) for s in schedulers if s is not None]
+        if not schedulers:
+            return [opt_d, opt_g]
+        return [opt_d, opt_g], schedulers

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -12,11 +12,15 @@ from torch import nn
 from betavae.errors import ConfigError
 from betavae.image_seeds import image_seeds
 from betavae.models.base import AutoencoderModule, check_non_negative
+from betavae.models.injection import build_part
 from betavae.models.posterior import DiagonalGaussian
-from betavae.nets import BurgessDecoder, BurgessEncoder, ConvDecoder, ConvEncoder
+from betavae.nets import ConvDecoder, ConvEncoder
 
-STUDY_HIDDEN_CHANNELS = (32, 64, 128, 256, 512)
-ARCHITECTURES = {"study": (ConvEncoder, ConvDecoder), "burgess": (BurgessEncoder, BurgessDecoder)}
+#: builds the encoder from (input channels, image size); it maps (B, C, H, W) to features (B, out_features).
+#: In YAML a class path with its other init_args (``betavae.nets.ConvEncoder``, ``betavae.nets.BurgessEncoder``)
+EncoderFactory = Callable[[int, int], nn.Module]
+#: builds the decoder from (code size, output channels, image size); it maps (B, D) to the image (B, C, H, W)
+DecoderFactory = Callable[[int, int, int], nn.Module]
 
 
 def image_noise(batch: dict[str, Any], mean: torch.Tensor) -> torch.Tensor:
@@ -30,7 +34,7 @@ def image_noise(batch: dict[str, Any], mean: torch.Tensor) -> torch.Tensor:
 
 
 class VAE(AutoencoderModule):
-    """Gaussian VAE with the study's convolutional encoder and decoder (or Burgess et al.'s).
+    """Gaussian VAE with an injected encoder and decoder (by default the study's convolutional ones).
 
     Loss = recon + kld_weight · KL. ``recon`` is the reconstruction term chosen by ``likelihood`` and
     ``reduction`` (default: the mean squared error in normalized space averaged over every pixel,
@@ -40,58 +44,51 @@ class VAE(AutoencoderModule):
     meaning together with the reduction.
 
     Args:
+        encoder: The encoder, by class path with its other init_args; built as ``encoder(in_channels,
+            image_size)`` (the image's channels and size come from the data) and mapping images to features
+            of size ``out_features``, on which the VAE puts its μ and log σ² layers. ``betavae.nets.ConvEncoder``
+            (the study's: k3 convolutions with batch normalization; ``hidden_channels`` (32, 64, 128, 256, 512),
+            its batik model (32, 64, 128)) or ``betavae.nets.BurgessEncoder`` (Burgess et al. 2018 /
+            disentanglement_lib: k4 convolutions, ReLU, a 256-unit dense layer, no batch normalization;
+            (32, 32, 64, 64)), or any such ``nn.Module``.
+        decoder: The decoder, by class path; built as ``decoder(latent_dim, in_channels, image_size)``:
+            ``betavae.nets.ConvDecoder`` (the study's; ``kernel_size`` 3, or 4 for the textbook CelebA VAE) or
+            ``betavae.nets.BurgessDecoder``. Give it the encoder's ``hidden_channels`` to mirror it.
         latent_dim: Size of the latent code (the study: 128).
-        hidden_channels: Channels of the encoder blocks, one stride-2 block each; the decoder mirrors
-            them. The study: (32, 64, 128, 256, 512); its batik model: (32, 64, 128); Burgess et al.:
-            (32, 32, 64, 64).
         kld_weight: Weight of the KL term (the study's ``kld_weight``, 0.0025).
-        architecture: ``"study"``: the study's network (``betavae.nets.ConvEncoder`` / ``ConvDecoder``:
-            k3 convolutions with batch normalization). ``"burgess"``: Burgess et al. 2018 /
-            disentanglement_lib's (``betavae.nets.BurgessEncoder`` / ``BurgessDecoder``: k4 convolutions,
-            ReLU, a 256-unit dense layer, no batch normalization), the usual network of
-            disentanglement benchmarks.
         condition_size: Extra input channels of the encoder and extra inputs of the decoder: 0 for an
             unconditional VAE; ``ConditionalVAE`` passes its number of classes.
-        decoder_kernel_size: Kernel of the study network's decoder ConvTranspose2d layers: 3 (the study's) or
-            4 (k4 s2 p1, the textbook CelebA VAE's); see ``ConvDecoder``. The Burgess decoder is k4 by design.
         **kwargs: ``AutoencoderModule`` arguments (image shape, normalization, optimizer, likelihood).
     """
 
     def __init__(
         self,
+        encoder: EncoderFactory = ConvEncoder,
+        decoder: DecoderFactory = ConvDecoder,
         latent_dim: int = 128,
-        hidden_channels: Sequence[int] = STUDY_HIDDEN_CHANNELS,
         kld_weight: float = 0.0025,
-        architecture: Literal["study", "burgess"] = "study",
         condition_size: int = 0,
-        decoder_kernel_size: int = 3,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if latent_dim < 1:
             raise ConfigError(f"latent_dim must be a positive integer, got {latent_dim}")
-        if architecture not in ARCHITECTURES:
-            raise ConfigError(f"architecture must be one of {tuple(ARCHITECTURES)}, got {architecture!r}")
         if condition_size < 0:
             raise ConfigError(f"condition_size must be >= 0, got {condition_size}")
         check_non_negative(kld_weight=kld_weight)
         self.latent_dim = latent_dim
         cond = condition_size
-        encoder, decoder = ARCHITECTURES[architecture]
-        self.encoder = encoder(self.in_channels + cond, self.image_size, hidden_channels)
-        self.fc_mu = nn.Linear(self.encoder.out_features, latent_dim)
-        self.fc_logvar = nn.Linear(self.encoder.out_features, latent_dim)
-        if architecture == "study":
-            self.decoder = ConvDecoder(
-                latent_dim + cond, self.in_channels, self.image_size, hidden_channels, decoder_kernel_size
-            )
-        elif decoder_kernel_size != 3:
+        # the attribute names (encoder, fc_mu, fc_logvar, decoder) are the checkpoints' weight names
+        self.encoder = build_part(encoder, self.in_channels + cond, self.image_size, name="encoder")
+        features = getattr(self.encoder, "out_features", None)
+        if not isinstance(features, int):
             raise ConfigError(
-                f"decoder_kernel_size applies to architecture 'study'; the {architecture!r} decoder's kernel is "
-                f"fixed, got decoder_kernel_size {decoder_kernel_size}"
+                f"the encoder {type(self.encoder).__name__} must have an int attribute out_features (the size of "
+                "the features it returns, on which the VAE puts its mean and log-variance layers)"
             )
-        else:
-            self.decoder = decoder(latent_dim + cond, self.in_channels, self.image_size, hidden_channels)
+        self.fc_mu = nn.Linear(features, latent_dim)
+        self.fc_logvar = nn.Linear(features, latent_dim)
+        self.decoder = build_part(decoder, latent_dim + cond, self.in_channels, self.image_size, name="decoder")
 
     # ----------------------------------------------------------------- public API
     def encode(self, x: torch.Tensor, label: torch.Tensor | None = None) -> DiagonalGaussian:
@@ -128,6 +125,11 @@ class VAE(AutoencoderModule):
         """Decode ``n`` draws from the prior N(0, I); normalized space (use ``to_pixels`` to view)."""
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
         return self.decode(z, label)
+
+    @classmethod
+    def comparison_beta(cls, hparams: Mapping[str, Any]) -> float | None:
+        """1: a plain (or conditional) VAE's KL is unweighted, beyond ``kld_weight``."""
+        return 1.0
 
     # ----------------------------------------------------------------- loss
     def kl_penalty(self, kl: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -171,7 +173,7 @@ class BetaVAE(VAE):
         gamma: γ of the B loss.
         max_capacity: C_max of the B loss, in nats.
         capacity_max_iter: Optimizer steps over which C rises from 0 to C_max.
-        **kwargs: ``VAE`` arguments (latent_dim, hidden_channels, kld_weight, image shape, optimizer).
+        **kwargs: ``VAE`` arguments (encoder, decoder, latent_dim, kld_weight, image shape, optimizer).
     """
 
     def __init__(
@@ -189,6 +191,14 @@ class BetaVAE(VAE):
             raise ConfigError(f"loss_type must be 'H' (Higgins) or 'B' (Burgess), got {loss_type!r}")
         if capacity_max_iter < 1:
             raise ConfigError(f"capacity_max_iter must be at least 1, got {capacity_max_iter}")
+
+    @classmethod
+    def comparison_beta(cls, hparams: Mapping[str, Any]) -> float | None:
+        """``beta`` for the H loss; ``None`` for the capacity loss (``loss_type: B``, the AnnealedVAE), whose KL
+        weight is γ and whose ``beta`` is unused."""
+        if hparams.get("loss_type", "H") == "B":
+            return None
+        return float(hparams.get("beta", 4.0))
 
     def capacity(self, step: int | None = None) -> float:
         """C at optimizer step ``step`` (default: the trainer's global step), in nats."""
@@ -211,7 +221,7 @@ class ConditionalVAE(VAE):
 
     Args:
         num_classes: Number of classes; labels are integers in [0, num_classes).
-        **kwargs: ``VAE`` arguments (latent_dim, hidden_channels, kld_weight, likelihood, ...).
+        **kwargs: ``VAE`` arguments (encoder, decoder, latent_dim, kld_weight, likelihood, ...).
     """
 
     def __init__(self, num_classes: int = 10, **kwargs: Any) -> None:

