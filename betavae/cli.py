@@ -21,8 +21,8 @@ Beyond LightningCLI itself:
   continue their W&B run (``betavae.tracking``).
 - ``evaluate`` and ``traverse`` are subcommands like ``fit`` (methods of ``BetaVAETrainer``, same config
   system); without ``--config`` they take the ``config.yaml`` of the checkpoint's run.
-- ``report RUN_DIR...``, ``fid PATH_A PATH_B`` and ``prefetch`` need no model: plain jsonargparse commands,
-  dispatched by ``main``.
+- ``report RUN_DIR...``, ``fid PATH_A PATH_B``, ``prefetch``, ``wandb-summary EVALUATION_JSON...`` and
+  ``dashboard`` need no model: plain jsonargparse commands, dispatched by ``main``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from betavae.checkpoints import (
 )
 from betavae.config_names import CONFIG_FLAGS, resolve_config_args, with_run_config
 from betavae.data import ImageDataModule
-from betavae.errors import debugging, known_error
+from betavae.errors import BetaVAEError, debugging, known_error
 from betavae.evaluation import report
 from betavae.evaluation.fid_command import fid_command
 from betavae.fid import prefetch
@@ -68,11 +68,14 @@ from betavae.models.legacy import REPLACEMENTS, legacy_flags, legacy_keys, upgra
 from betavae.run_folders import NewRunFolders, trainer_run_dir
 from betavae.tracking import configure_wandb, logger_entries, write_run_ids
 from betavae.trainer import BetaVAETrainer
+from betavae.wandb_runs import log_evaluation
 
 DESCRIPTION = (
     "betavae: train and evaluate autoencoders. Besides the subcommands below: `report RUN_DIR...` (one table "
     "across runs: Markdown, CSV, bar charts), `fid PATH_A PATH_B` (FID/KID between two image folders or .npz "
-    "statistics, like pytorch-fid) and `prefetch` (find, convert or download the FID network's weights); see "
+    "statistics, like pytorch-fid), `prefetch` (find, convert or download the FID network's weights) and "
+    "`wandb-summary EVALUATION_JSON...` (evaluate's scores into each run's W&B summary) and "
+    "`dashboard` (the W&B β-comparison view and report); see "
     "`python -m betavae report --help`. Known errors print one message and exit 1; set BETAVAE_DEBUG=1 to see "
     "their traceback too."
 )
@@ -227,6 +230,7 @@ class BetaVAECLI(LightningCLI):
             **LightningCLI.subcommands(),
             "evaluate": {"model", "datamodule"},
             "traverse": {"model", "datamodule"},
+            "explore": {"model", "datamodule"},
         }
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -262,6 +266,8 @@ class BetaVAECLI(LightningCLI):
             return
         try:
             args = resolve_config_args(with_run_config(list(args)))
+        except BetaVAEError:
+            raise  # a missing or unreadable checkpoint: one message from main()
         except FileNotFoundError as err:
             parser.error(str(err))
         for given, instead in legacy_flags(args):
@@ -335,13 +341,13 @@ class BetaVAECLI(LightningCLI):
             read = read or read_checkpoint(path)  # a path found later (--ckpt_path last), or parsed from a dict
             if read.contents is not None:
                 check_fits(self.model, read.contents, path)
-            if self.subcommand in ("evaluate", "traverse"):  # the command loads its weights from this read
+            if self.subcommand in ("evaluate", "traverse", "explore"):  # the command loads its weights from this read
                 self.trainer.loaded_checkpoint = read
         self.checkpoint = None  # fit & co. load the file through Lightning: nothing held in memory meanwhile
         self.new_folders = NewRunFolders(self.trainer)
 
     before_fit = before_validate = before_test = before_predict = _check_checkpoint
-    before_evaluate = before_traverse = _check_checkpoint
+    before_evaluate = before_traverse = before_explore = _check_checkpoint
 
 
 def report_command(args: list[str]) -> None:
@@ -374,7 +380,44 @@ def prefetch_command(args: list[str]) -> None:
     prefetch(**parser.parse_args(args).as_dict())
 
 
-STANDALONE_COMMANDS = {"report": report_command, "prefetch": prefetch_command, "fid": fid_command}
+def wandb_summary_command(args: list[str]) -> None:
+    """``wandb-summary EVALUATION_JSON... [--project P]``: each run's evaluate scores into its W&B run."""
+    parser = ArgumentParser(
+        prog="betavae wandb-summary",
+        description="Add the scores of `evaluate` JSON files (<run>/evaluation/last.json) to the summary of each "
+        "run's W&B run (eval/mig, eval/psnr, ...), resumed by the id in its wandb_id file (betavae.wandb_runs).",
+    )
+    parser.add_argument("evaluations", nargs="+", type=str, help="evaluate's JSON files.")
+    parser.add_argument("--project", type=str, default=None, help="The W&B project (default: the run's own).")
+    config = parser.parse_args(args)
+    for path in config.evaluations:
+        print(f"W&B run {log_evaluation(path, config.project)}: summary eval/* from {path}")
+
+
+def dashboard_command(args: list[str]) -> None:
+    """``dashboard --entity E [--project P] [--group G]``: the W&B β-comparison view and report
+    (``betavae.dashboard``)."""
+    from betavae.dashboard import dashboard
+
+    parser = ArgumentParser(
+        prog="betavae dashboard",
+        description="Build the W&B β-comparison workspace (a saved view) and report: the study's runs grouped by "
+        "dataset and β; β against FID, SSIM, PSNR, KL and each disentanglement metric; PSNR against MIG; the scores "
+        "over epochs; the KL-per-dimension histograms; traversals, samples and reconstructions in β order. Online it "
+        "saves both and prints their URLs; offline (WANDB_MODE=offline, or no API key) it writes the specification "
+        'to --spec_path and prints the command that pushes it later. Needs pip install -e ".[wandb-dashboards]".',
+    )
+    parser.add_function_arguments(dashboard)
+    dashboard(**parser.parse_args(args).as_dict())
+
+
+STANDALONE_COMMANDS = {
+    "report": report_command,
+    "prefetch": prefetch_command,
+    "fid": fid_command,
+    "wandb-summary": wandb_summary_command,
+    "dashboard": dashboard_command,
+}
 
 
 def main(args: ArgsType = None) -> None:

@@ -12,10 +12,11 @@ from pathlib import Path
 from lightning.pytorch.utilities import rank_zero_info
 
 import betavae
+from betavae.checkpoints import check_checkpoint
 from betavae.run_folders import run_dir_of
 
 CONFIG_FLAGS = ("--config", "-c")
-RUN_COMMANDS = ("evaluate", "traverse")  # subcommands that default to the checkpoint's run config
+RUN_COMMANDS = ("evaluate", "traverse", "explore")  # subcommands that default to the checkpoint's run config
 
 
 def config_dirs() -> list[Path]:
@@ -74,6 +75,8 @@ def with_run_config(args: list[str]) -> list[str]:
     ``ckpt_path: null``), and without ``--config`` the checkpoint's run ``config.yaml`` added.
 
     Raises:
+        MissingFileError: the checkpoint does not exist (before any word about its run's config).
+        CheckpointError: it is not a readable checkpoint.
         FileNotFoundError: no config given, no ``--model`` either, and the run has no ``config.yaml``.
     """
     if not args or args[0] not in RUN_COMMANDS:
@@ -91,6 +94,7 @@ def with_run_config(args: list[str]) -> list[str]:
     ckpt = option_value(rest, "--ckpt_path")
     if ckpt is None:
         return args
+    check_checkpoint(ckpt)  # a missing or broken file says so, rather than that its run has no config
     config = run_dir_of(ckpt) / "config.yaml"
     if not config.is_file():
         raise FileNotFoundError(

@@ -36,6 +36,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from betavae.run_folders import run_dir_of, trainer_run_dir
 from betavae.run_labels import run_info, run_keys, short_name
+from betavae.wandb_keys import beta_tag
 
 ID_FILE = "wandb_id"
 WANDB_LOGGER = "WandbLogger"
@@ -47,7 +48,7 @@ def run_tags(info: dict[str, Any]) -> list[str]:
     """``[dataset, variant, beta10]`` (the last only for models with a β)."""
     tags = [str(info["dataset"]), str(info["variant"])]
     if info.get("beta") is not None:
-        tags.append(f"beta{info['beta']:g}")
+        tags.append(beta_tag(info["beta"]))
     return tags
 
 

@@ -1,4 +1,4 @@
-"""The project's ``Trainer``: Lightning's, plus the ``evaluate`` and ``traverse`` subcommands."""
+"""The project's ``Trainer``: Lightning's, plus the ``evaluate``, ``traverse`` and ``explore`` subcommands."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from lightning.pytorch import Trainer
 from betavae.data import ImageDataModule
 from betavae.disentanglement import Preset
 from betavae.evaluation import evaluate_checkpoint, traverse_checkpoint
+from betavae.evaluation.explore import explore_checkpoint
 from betavae.loaded_checkpoint import LoadedCheckpoint
 from betavae.models import AutoencoderModule
 from betavae.scoring.disentanglement import DisentanglementSettings
@@ -27,7 +28,7 @@ class BetaVAETrainer(Trainer):
     those of the run's ``fid``, ``disentanglement`` and ``traversal`` callbacks.
     """
 
-    #: the ``--ckpt_path`` as the CLI read it (``LoadedCheckpoint``), for ``evaluate`` and ``traverse``
+    #: the ``--ckpt_path`` as the CLI read it (``LoadedCheckpoint``), for ``evaluate``, ``traverse`` and ``explore``
     loaded_checkpoint: LoadedCheckpoint | None = None
 
     def _checkpoint(self, ckpt_path: str) -> LoadedCheckpoint | str:
@@ -51,6 +52,7 @@ class BetaVAETrainer(Trainer):
         output_dir: str | None = None,
         weights_only: bool | None = None,
         disentanglement_preset: Literal["default", "fast", "none"] | Preset = "default",
+        skip_fid: bool = False,
     ) -> dict[str, Any]:
         """Score a checkpoint for the study's table: mean SSIM and PSNR, FID of prior samples, and the
         disentanglement metrics on data with factors, attributes or class labels.
@@ -71,6 +73,8 @@ class BetaVAETrainer(Trainer):
                 the protocol's numbers; slow on a CPU: about 2 hours on 64×64 shapes, most of it the BetaVAE and
                 FactorVAE scores), ``fast`` (about a tenth), ``none`` (skip them), or the sizes of a
                 ``betavae.disentanglement.Preset``.
+            skip_fid: No FID/KID (e.g. a study's other seeds, where the Inception features cost more than
+                the rest of the evaluation); the JSON says so in ``fid_note``.
         """
         fid = self._settings(FIDSettings)
         settings = self._settings(DisentanglementSettings) or DisentanglementSettings()
@@ -90,6 +94,7 @@ class BetaVAETrainer(Trainer):
                 "interventions": settings.interventions,
                 "n_jobs": settings.n_jobs,
             },
+            skip_fid=skip_fid,
         )
         if self.is_global_zero:
             print(result["markdown"])
@@ -150,3 +155,44 @@ class BetaVAETrainer(Trainer):
             kl = ", ".join(f"z{d}: {v:.3f}" for d, v in record["kl"].items())
             print(f"dims {record['dims']} (mean KL in nats: {kl})\nwrote {record['png']}, {record['gif']}")
         return record
+
+    def explore(
+        self,
+        model: AutoencoderModule,
+        datamodule: ImageDataModule,
+        ckpt_path: str,
+        port: int = 8765,
+        host: str = "127.0.0.1",
+        images: int = 32,
+        kl_images: int | None = 5000,
+        weights_only: bool | None = None,
+        verbose: bool = False,
+    ) -> None:
+        """An interactive latent explorer: a local page with a slider per latent dimension over [-3, 3],
+        the image decoded on this machine as a slider moves. Active dimensions come first, labelled like the
+        traversal rows (KL, the factor or attribute they predict); start from the mean, a prior draw or the
+        encoding of a validation image, with its reconstruction's PSNR; save the image with its z values.
+
+        Args:
+            ckpt_path: The checkpoint; without --config its run's config.yaml supplies the data.
+            port: The port to serve on (0: any free one).
+            host: The address to listen on: 127.0.0.1 (this machine only) by default; another (0.0.0.0: every
+                interface) must be given explicitly and gets a warning, since the page has no authentication.
+            images: Validation images offered as starting points (a strip of thumbnails).
+            kl_images: Validation images the KL and the captions are measured on (the first ones); None: all.
+            weights_only: As for fit: ``None``/``True`` loads only tensors; ``False`` unpickles anything
+                (trusted files only).
+            verbose: Log every request.
+        """
+        explore_checkpoint(
+            model,
+            datamodule,
+            self._checkpoint(ckpt_path),
+            host=host,
+            port=port,
+            num_images=images,
+            kl_images=kl_images,
+            device=self.strategy.root_device,
+            weights_only=weights_only is not False,
+            verbose=verbose,
+        )

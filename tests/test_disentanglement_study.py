@@ -1,9 +1,11 @@
 """scripts/disentanglement_study.sh: the grid (β-VAE's β × seeds, the comparison models), fit, evaluate and
-the report over seeds end to end with --smoke, and the SLURM submissions under a fake ``sbatch``."""
+the report over seeds end to end with --smoke, the SLURM submissions under a fake ``sbatch``, and --cpu's
+seed-major plan, resume states, option checks and W&B runs."""
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import shlex
@@ -13,6 +15,9 @@ from pathlib import Path
 
 import pytest
 from helpers import run_process
+
+from betavae.tracking import ID_FILE
+from betavae.wandb_runs import evaluation_summary
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "disentanglement_study.sh"
@@ -109,3 +114,165 @@ def test_slurm_submits_a_fit_and_an_evaluate_job_per_run_then_the_report(tmp_pat
         "--report-only",
         *grid,
     ]
+
+
+# --cpu: the CPU-sized study (configs/study_cpu/), seed-major, resumable, every run a W&B run
+CPU_TINY = [  # a few steps of a narrow net on few images: the plumbing, not the model
+    "--trainer.max_steps=2",
+    "--trainer.log_every_n_steps=1",
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=1",
+    "--trainer.check_val_every_n_epoch=1",
+    "--trainer.enable_model_summary=false",
+    "--data.init_args.num_images=128",
+    "--data.init_args.batch_size=32",
+    "--model.init_args.encoder.init_args.hidden_channels=[8,8,8,8]",
+    "--model.init_args.decoder.init_args.hidden_channels=[8,8,8,8]",
+    "--traversal.every_n_epochs=100",
+    "--grids.every_n_epochs=100",
+]
+
+
+def dry_run(out: Path, *options: str) -> list[str]:
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "--cpu", "--dry-run", "--out", str(out), *options],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_cpu_plan_is_seed_major_and_resumes_finished_runs(tmp_path):
+    """The 30 runs, every setting of seed 0 first; FID on the first seed only; what a rerun skips."""
+    plan = [line for line in dry_run(tmp_path) if line[:1].isdigit()]
+    names = [line.split()[1] for line in plan]
+    settings = ["betavae_b1", "betavae_b2", "betavae_b4", "betavae_b8", "betavae_b16", "beta_tcvae", "factorvae"]
+    settings += ["dipvae_i", "dipvae_ii", "annealedvae"]
+    assert names == [f"shapes_{setting}_s{seed}" for seed in (0, 1, 2) for setting in settings]
+    assert all(("fid=yes" in line) == line.split()[1].endswith("_s0") for line in plan)
+    assert all((REPO / line.split()[2].removeprefix("config=")).is_file() for line in plan)
+    assert all("fit=todo evaluate=todo" in line for line in plan)
+
+    runs = tmp_path / "runs"
+    for beta, state in [(1, "done"), (2, "stopped"), (4, "old")]:
+        name = f"shapes_betavae_b{beta}_s0"
+        version = runs / name / "version_0"
+        (version / "checkpoints").mkdir(parents=True)
+        (version / "evaluation").mkdir()
+        if state == "old":  # evaluated, then trained on: the evaluation is stale
+            (version / "evaluation" / "last.json").write_text("{}")
+            os.utime(version / "evaluation" / "last.json", (1, 1))
+        (version / "checkpoints" / "last.ckpt").write_bytes(b"")
+        if state == "done":
+            (runs / name / "fit.done").write_text("finished\n")
+            (version / "evaluation" / "last.json").write_text("{}")
+    lines = dry_run(tmp_path, "--seeds", "0", "--models", "betavae", "--fid-seeds", "", "--stage", "fit")
+    assert "plan: 5 runs" in lines[1] and "(stage fit)" in lines[1]
+    states = {line.split()[1]: line.split()[-3:] for line in lines if line[:1].isdigit()}
+    assert states["shapes_betavae_b1_s0"] == ["fit=done", "evaluate=done", "fid=no"]
+    assert states["shapes_betavae_b2_s0"] == ["fit=partial", "evaluate=todo", "fid=no"]  # continues from last.ckpt
+    assert states["shapes_betavae_b4_s0"] == ["fit=partial", "evaluate=todo", "fid=no"]
+    assert states["shapes_betavae_b8_s0"] == ["fit=todo", "evaluate=todo", "fid=no"]
+
+
+def test_cpu_options_are_checked(tmp_path):
+    for options, message in [
+        (["--stage", "train"], "--stage must be one of fit, evaluate, report, all"),
+        (["--preset", "quick"], "--preset must be default, fast or none"),
+        (["--fid-samples", "1"], "--fid-samples must be an integer >= 2"),
+        (["--fid-real", "x"], "--fid-real must be an integer >= 2"),
+        (["--smoke"], "exclude each other"),
+        (["--stage"], "--stage needs a value"),
+    ]:
+        result = subprocess.run(
+            ["bash", str(SCRIPT), "--cpu", "--out", str(tmp_path), *options], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2 and message in result.stderr, (options, result.stderr)
+
+
+def test_a_cpu_run_is_a_wandb_run_a_dashboard_can_group(tmp_path, monkeypatch):
+    """The fit command the script plans, run in-process: its offline W&B run holds the comparison keys, the
+    group and the tags (dataset, variant, beta8, seed1), and after `evaluate` + `wandb-summary` the scores."""
+    from betavae.cli import main
+    from betavae.wandb_runs import read_offline_run
+
+    monkeypatch.chdir(REPO)  # the planned command names configs/study_cpu/betavae.yaml
+    lines = dry_run(tmp_path, "--runs", "shapes_betavae_b8_s1", "--", *CPU_TINY)
+    fit_command = shlex.split(next(line for line in lines if line.startswith("  fit: ")).removeprefix("  fit: "))
+    assert fit_command[:4] == [sys.executable, "-m", "betavae", "fit"]
+    main(fit_command[3:])
+    import wandb
+
+    wandb.finish()
+    run = tmp_path / "runs" / "shapes_betavae_b8_s1"
+    ckpt = run / "version_0" / "checkpoints" / "last.ckpt"
+    evaluate = shlex.split(next(line for line in lines if line.startswith("  evaluate: ")).removeprefix("  evaluate: "))
+    assert evaluate[-4:] == ["--disentanglement_preset", "default", "--skip_fid", "true"]
+    main(["evaluate", "--ckpt_path", str(ckpt), "--disentanglement_preset", "none", "--skip_fid", "true"])
+    main(["wandb-summary", str(run / "version_0" / "evaluation" / "last.json")])
+
+    offline = read_offline_run(run / "wandb")
+    assert offline["group"] == "shapes"
+    assert {"shapes", "BetaVAE", "beta8", "seed1", "study_cpu"} <= set(offline["tags"])
+    config = offline["config"]
+    assert (config["dataset"], config["variant"], config["beta"], config["seed_everything"]) == (
+        "shapes",
+        "BetaVAE",
+        8.0,
+        1,
+    )
+    assert {"latent_dim", "likelihood", "kld_weight", "loss_type"} <= set(config)
+    summary = offline["summary"]
+    assert {"train/loss", "val/psnr", "val/ssim", "eval/psnr", "eval/ssim"} <= set(summary)
+    scores = json.loads((run / "version_0" / "evaluation" / "last.json").read_text())
+    assert summary["eval/psnr"] == pytest.approx(scores["psnr"]) and scores["fid"] is None
+    assert scores["fid_note"] == "not computed (skip_fid)"
+    assert (run / "version_0" / ID_FILE).read_text().strip() == offline["id"]
+
+
+def test_evaluation_summary_keeps_finite_numbers_only():
+    scores = {"mig": 0.3, "psnr": 23.1, "fid": None, "n": 64, "model": "BetaVAE", "kid": math.nan, "ok": True}
+    assert evaluation_summary(scores) == {"eval/mig": 0.3, "eval/psnr": 23.1, "eval/n": 64.0}
+
+
+def test_wandb_summary_names_a_missing_file_or_run(tmp_path, capsys):
+    from betavae.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["wandb-summary", str(tmp_path / "nope.json")])
+    assert "no evaluation file" in capsys.readouterr().err
+    (tmp_path / "version_0" / "evaluation").mkdir(parents=True)
+    (tmp_path / "version_0" / "evaluation" / "last.json").write_text(json.dumps({"run": str(tmp_path / "version_0")}))
+    with pytest.raises(SystemExit):
+        main(["wandb-summary", str(tmp_path / "version_0" / "evaluation" / "last.json")])
+    assert "has no W&B run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_cpu_study_resumes(tmp_path):
+    """Fit, evaluate and report of one tiny --cpu run; a rerun skips it; a lost evaluation is redone alone."""
+    env = {**os.environ, "PYTHON": sys.executable, "WANDB_MODE": "offline"}
+    options = ["--cpu", "--out", str(tmp_path), "--runs", "shapes_betavae_b4_s0", "--preset", "none", "--fid-seeds", ""]
+    log = run_process(["bash", str(SCRIPT), *options, "--", *CPU_TINY], env, 900)
+    assert "=== fit shapes_betavae_b4_s0" in log and "--- [1/1] shapes_betavae_b4_s0: fit evaluate in" in log
+    run = tmp_path / "runs" / "shapes_betavae_b4_s0"
+    assert (run / "fit.done").is_file() and (tmp_path / "report" / "results.csv").is_file()
+    log = run_process(["bash", str(SCRIPT), *options, "--stage", "fit", "--", *CPU_TINY], env, 300)
+    assert "already done, skipped" in log and "=== fit" not in log
+    (run / "version_0" / "evaluation" / "last.json").unlink()
+    log = run_process(["bash", str(SCRIPT), *options, "--stage", "evaluate"], env, 600)
+    assert "=== fit" not in log and "=== evaluate shapes_betavae_b4_s0" in log
+    (run / "fit.done").unlink()  # as if stopped after its checkpoint at step 2: it continues there, to step 4
+    longer = [*[a for a in CPU_TINY if not a.startswith("--trainer.max_steps")], "--trainer.max_steps=4"]
+    longer = [a if a != "--trainer.max_epochs=1" else "--trainer.max_epochs=2" for a in longer]
+    log = run_process(["bash", str(SCRIPT), *options, "--stage", "fit", "--", *longer], env, 600)
+    assert "continuing from" in log and (run / "fit.done").is_file()
+    assert [p.name for p in run.iterdir() if p.name.startswith("version_")] == ["version_0"]
+    steps = [int(r["step"]) for r in csv.DictReader((run / "version_0" / "metrics.csv").open()) if r.get("train/loss")]
+    assert len(steps) == 4 and steps == sorted(set(steps))  # one log: 2 steps, then 2 more
+    assert len({p.name for p in (run / "wandb").glob("offline-run-*")}) >= 2  # the same W&B id, resumed
+    assert len({p.name.rsplit("-", 1)[-1] for p in (run / "wandb").glob("offline-run-*")}) == 1

@@ -265,7 +265,7 @@ def test_callbacks_survive_non_finite_values(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- 6. garbage checkpoints
-@pytest.mark.parametrize("command", ["fit", "validate", "test", "predict", "evaluate", "traverse"])
+@pytest.mark.parametrize("command", ["fit", "validate", "test", "predict", "evaluate", "traverse", "explore"])
 @pytest.mark.parametrize(
     ("content", "why"), [(b"", "it is empty"), (b"garbage " * 20, "it is not a PyTorch checkpoint")]
 )

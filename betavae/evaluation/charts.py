@@ -17,8 +17,10 @@ from typing import Any
 from betavae.evaluation.over_seeds import aggregate
 from betavae.evaluation.tables import DISENTANGLEMENT_COLUMNS, as_float
 from betavae.plotting import bar_chart, labelled_scatter, median_chart
+from betavae.wandb_keys import SCORES, TRADEOFF, report_key
 
-BAR_METRICS = (("ssim", "SSIM"), ("psnr", "PSNR (dB)"), ("fid", "FID"))
+#: (key, label) of the bar charts: the reconstruction and sample scores of ``betavae.wandb_keys.SCORES``
+BAR_METRICS = tuple((key, {k: label for k, label, _ in SCORES}[key]) for key in ("ssim", "psnr", "fid"))
 
 
 def bar_charts(records: Sequence[Mapping[str, Any]], labels: Sequence[str], out: Path) -> dict[str, Path]:
@@ -80,10 +82,11 @@ def beta_charts(records: Sequence[Mapping[str, Any]], out: Path) -> dict[str, Pa
 
 def tradeoff_chart(records: Sequence[Mapping[str, Any]], out: Path) -> dict[str, Path]:
     """``tradeoff_psnr_mig.png``: PSNR against MIG, a point per run with both, labelled ``model β``."""
+    x_key, y_key = TRADEOFF  # the dashboard's PSNR-against-MIG panel, the same keys
     points = [
-        (as_float(r.get("mig")), as_float(r.get("psnr")), model_label(r), str(r.get("dataset")))
+        (as_float(r.get(x_key)), as_float(r.get(y_key)), model_label(r), str(r.get("dataset")))
         for r in records
-        if as_float(r.get("mig")) is not None and as_float(r.get("psnr")) is not None
+        if as_float(r.get(x_key)) is not None and as_float(r.get(y_key)) is not None
     ]
     if not points:
         return {}
@@ -126,9 +129,9 @@ def log_report(
     try:
         table = wandb.Table(columns=list(columns), data=[[_cell(row.get(c)) for c in columns] for row in rows])
         images = {
-            f"report/{name}": wandb.Image(str(path)) for name, path in files.items() if str(path).endswith(".png")
+            report_key(name): wandb.Image(str(path)) for name, path in files.items() if str(path).endswith(".png")
         }
-        run.log({"report/results": table, **images})
+        run.log({report_key("results"): table, **images})
         return str(Path(run.dir).parent)
     finally:
         run.finish()

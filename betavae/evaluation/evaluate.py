@@ -142,6 +142,7 @@ def evaluate_checkpoint(
     output_dir: str | Path | None = None,
     weights_only: bool = True,
     disentanglement: Mapping[str, Any] | None = None,
+    skip_fid: bool = False,
 ) -> dict[str, Any]:
     """Score a checkpoint and write ``<output_dir>/<checkpoint>[__<folder>].json`` and ``.md``.
 
@@ -159,6 +160,7 @@ def evaluate_checkpoint(
         disentanglement: Arguments of ``score_disentanglement`` (``preset``, ``seed``, ``interventions``,
             ``n_jobs``); ``None``: the default preset, seed 0. They run on the data module whatever
             ``images`` says: its factor grid, or its validation split's attributes.
+        skip_fid: Score no samples (``fid`` and ``kid`` are ``None``, ``fid_note`` says why).
 
     Returns:
         The JSON record: dataset, model, β, ``ssim``, ``psnr``, ``n`` (``None`` for a model without
@@ -189,7 +191,10 @@ def evaluate_checkpoint(
         evaluated_on = "validation split"
     recon_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    samples = score_samples(model, fid, validation_batches(datamodule))
+    if skip_fid:
+        samples: dict[str, Any] = {"fid_note": "not computed (skip_fid)"}
+    else:
+        samples = score_samples(model, fid, validation_batches(datamodule))
     fid_seconds = time.perf_counter() - start
     scores, dis_seconds, dis_cpu = timed_disentanglement(
         model, datamodule, validation_batches(datamodule), **(disentanglement or {})

@@ -26,6 +26,7 @@ from betavae.evaluation.run_config import KEY as RUN_CONFIG
 from betavae.evaluation.run_config import RunConfig
 from betavae.evaluation.tables import as_float, markdown, markdown_table, run_label, table_cells
 from betavae.run_labels import dataset_label
+from betavae.wandb_keys import val_key
 
 #: CSV columns: the run and model first, the scores, what they rest on, the run's folder and source file
 CSV_FIELDS = (
@@ -80,9 +81,9 @@ def _log_record(config_path: Path) -> dict[str, Any] | None:
     (data_class, data_args), (model_class, model_args) = config.section("data"), config.section("model")
     with metrics.open() as f:
         rows = list(csv.DictReader(f))
-    scored = [r for r in rows if r.get("val/psnr") or r.get("val/ssim")]
-    fids = [r for r in rows if r.get("val/fid")]
-    metrics = [r for r in rows if any(r.get(f"val/{key}") for key in ALL_KEYS)]
+    scored = [r for r in rows if r.get(val_key("psnr")) or r.get(val_key("ssim"))]
+    fids = [r for r in rows if r.get(val_key("fid"))]
+    metrics = [r for r in rows if any(r.get(val_key(key)) for key in ALL_KEYS)]
     if not scored and not fids:
         return None
     last = scored[-1] if scored else fids[-1]
@@ -92,13 +93,13 @@ def _log_record(config_path: Path) -> dict[str, Any] | None:
         "kld_weight": _float(model_args.get("kld_weight")),
         "model": model_class.rsplit(".", 1)[-1] or None,
         "latent_dim": model_args.get("latent_dim"),
-        "ssim": _float(last.get("val/ssim")),
-        "psnr": _float(last.get("val/psnr")),
-        "ssim_input": _float(last.get("val/ssim_input")),
-        "psnr_input": _float(last.get("val/psnr_input")),
-        "fid": _float(fids[-1]["val/fid"]) if fids else None,
-        "kid": _float(fids[-1].get("val/kid")) if fids else None,
-        **{key: _float(metrics[-1].get(f"val/{key}")) if metrics else None for key in ALL_KEYS},
+        "ssim": _float(last.get(val_key("ssim"))),
+        "psnr": _float(last.get(val_key("psnr"))),
+        "ssim_input": _float(last.get(val_key("ssim_input"))),
+        "psnr_input": _float(last.get(val_key("psnr_input"))),
+        "fid": _float(fids[-1][val_key("fid")]) if fids else None,
+        "kid": _float(fids[-1].get(val_key("kid"))) if fids else None,
+        **{key: _float(metrics[-1].get(val_key(key))) if metrics else None for key in ALL_KEYS},
         "n": None,
         "epoch": int(float(last["epoch"])) if last.get("epoch") else None,
         "run": str(run),
