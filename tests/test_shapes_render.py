@@ -71,7 +71,7 @@ def _covering_rows(repeats: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(rows).long()  # (N, 5)
 
 
-@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("size", [32, pytest.param(64, marks=pytest.mark.slow)])  # 64 px: ~25 s of CPU
 def test_renderer_is_bit_identical_to_the_reference_on_5040_rows(size):
     rows = _covering_rows(repeats=7, seed=size)  # 5,040 rows, every shape/scale/orientation, border positions
     assert len(rows) >= 5000 and {0, 31} <= set(rows[:, 3].tolist()) and {0, 31} <= set(rows[:, 4].tolist())
