@@ -9,11 +9,13 @@
   on SIGTERM or Ctrl-C (with the command that resumes the run).
 - :func:`check_checkpoint` says why a path is not a readable checkpoint (missing, empty, not a PyTorch file,
   truncated); :func:`check_fits` names both shapes when a checkpoint does not fit the model;
-  :func:`find_last_checkpoint` takes the newest readable ``last*.ckpt`` of an experiment, skipping broken ones.
+  :func:`find_last_checkpoint` takes the readable checkpoint with the largest stored global step of an experiment,
+  skipping broken ones. Every load is weights-only (:data:`WEIGHTS_ONLY_NOTE`), Lightning's own included.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import shlex
@@ -35,6 +37,10 @@ from betavae.errors import CheckpointError, MissingFileError
 from betavae.processes import process_alive
 
 TEMP_SUFFIX = ".tmp"
+#: how the legacy (pre-1.6, non-zip) ``torch.save`` format begins: a protocol-2 pickle of its magic number
+LEGACY_TORCH_HEAD = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."
+#: what every refused file is told: betavae unpickles nothing but tensors and plain values
+WEIGHTS_ONLY_NOTE = "betavae loads checkpoints weights-only: it never unpickles other objects, which could run code"
 #: hyperparameters that decide the shapes of a model's weights, and where a config sets them
 SHAPE_SETTINGS = {
     "in_channels": "data.init_args.channels",
@@ -84,8 +90,38 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as err:  # torch's writer reports a full disk as "unexpected pos"
+            raise CheckpointError(write_failure(path, err)) from None
         finally:
             tmp.unlink(missing_ok=True)
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Lightning's loading (``fit --ckpt_path``, SLURM's requeue), weights-only unless the caller says
+        ``weights_only=False`` in so many words: a pickle that would run code is refused, never run, with
+        ``load_checkpoint``'s one message."""
+        if "://" in str(path):
+            return super().load_checkpoint(path, map_location, weights_only=weights_only is not False)
+        return load_checkpoint(path, weights_only=weights_only is not False)
+
+
+def write_failure(path: Path, err: BaseException) -> str:
+    """The message of a checkpoint write that failed: where, why, the space left, and that the old file stays."""
+    import shutil
+
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    why = os.strerror(err.errno) if isinstance(err, OSError) and err.errno else str(err).strip().splitlines()[-1]
+    full = isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT) or "unexpected pos" in why
+    cause = "the disk is full (or over quota)" if full else why
+    kept = f"the previous {path.name} is kept" if path.exists() else "nothing was written"
+    return (
+        f"could not write the checkpoint {path}: {cause} ({free} in {path.parent}); {kept}. Free space there, or "
+        "write checkpoints elsewhere (--checkpoint.dirpath DIR), then resume with --ckpt_path last."
+    )
 
 
 # --------------------------------------------------------------------------- reading
@@ -105,10 +141,13 @@ def checkpoint_problem(path: str | Path) -> str | None:
     if size == 0:
         return "it is empty (0 bytes): a write that was interrupted, or a copy that failed"
     with path.open("rb") as f:
-        head = f.read(4)
+        head = f.read(len(LEGACY_TORCH_HEAD))
     if not zipfile.is_zipfile(path):
-        if head[:1] == b"\x80":  # the legacy (pre-1.6) torch.save format: a pickle stream
+        if head.startswith(LEGACY_TORCH_HEAD):  # the legacy (pre-1.6) torch.save format
             return None
+        if head[:1] == b"\x80":  # a pickle stream (protocol 2+) that torch.save did not write
+            return f"it is a plain Python pickle (protocol {head[1]}), not a PyTorch checkpoint file"
+        head = head[:4]
         kind = "a zip archive cut short (truncated)" if head == b"PK\x03\x04" else "not a PyTorch checkpoint"
         return f"it is {kind} ({size} bytes, starting with {head!r})"
     try:
@@ -147,26 +186,36 @@ def check_checkpoint(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, weights_only: bool = True) -> dict[str, Any]:
     """The checkpoint dict of a checked file (``check_checkpoint``), loaded on the CPU.
 
-    ``weights_only=False`` lets ``torch.load`` unpickle arbitrary objects: for trusted files only.
+    ``weights_only=False`` lets ``torch.load`` unpickle arbitrary objects: for trusted files only, and only
+    when a caller asks for it in so many words (no message ever advises it).
 
     Raises:
-        CheckpointError: the file is not readable, or holds objects ``weights_only`` refuses (the message
-            says so, and that only a trusted file may be loaded with ``weights_only=False``).
+        CheckpointError: the file is not readable, is a pickle of something else than a checkpoint, or holds
+            objects ``weights_only`` refuses; one message for each, without unpickling code.
     """
     path = check_checkpoint(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        refused = [line.strip() for line in str(err).splitlines() if "GLOBAL" in line or "operand" in line.lower()]
+        why = f" ({refused[0]})" if refused else ""
         raise CheckpointError(
-            f"{path} holds objects other than tensors and plain values, which loading with weights_only refuses "
-            f"({first}). Only if you trust the file's origin, load it with --weights_only false."
+            f"{path} is not a Lightning checkpoint: it holds Python objects other than tensors and plain values"
+            f"{why}. {WEIGHTS_ONLY_NOTE}. Pass a checkpoint written by betavae or Lightning."
         ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path} is not a readable checkpoint: {type(err).__name__}: {err}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        why = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(f"{path} is not a readable checkpoint: {type(err).__name__}: {why}") from None
     if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
-        keys = sorted(checkpoint)[:8] if isinstance(checkpoint, Mapping) else type(checkpoint).__name__
-        raise CheckpointError(f"{path} is not a Lightning checkpoint (no state_dict; it holds {keys})")
+        held = (
+            f"a dict of {sorted(map(str, checkpoint))[:8]}"
+            if isinstance(checkpoint, Mapping)
+            else "a " + type(checkpoint).__name__
+        )
+        raise CheckpointError(
+            f"{path} is not a Lightning checkpoint: it holds {held}, not a checkpoint with a state_dict. "
+            "Pass a checkpoint written by betavae or Lightning (runs/<experiment>/version_N/checkpoints/last.ckpt)."
+        )
     return dict(checkpoint)
 
 
@@ -212,36 +261,61 @@ def check_fits(model: torch.nn.Module, checkpoint: Mapping[str, Any], path: str 
     )
 
 
-def find_last_checkpoint(root: str | Path) -> str | None:
-    """The newest readable ``last*.ckpt`` under ``root`` (an experiment folder of ``version_*`` runs).
+def resume_problem(path: Path) -> str | int:
+    """The global step stored in checkpoint ``path``, or why it cannot resume a run (unreadable, not a
+    checkpoint, weights only). Loads weights-only and memory-mapped: cheap, and never runs code."""
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        return problem
+    try:
+        checkpoint = load_checkpoint(path)
+    except CheckpointError as err:
+        return str(err).split(": ", 1)[-1]
+    if "optimizer_states" not in checkpoint:
+        return "it holds weights only (save_weights_only): it cannot resume a run"
+    return int(checkpoint.get("global_step") or 0)
 
-    Unreadable candidates (empty, truncated) are skipped with one warning naming each; abandoned
-    temporary files of killed writes are removed.
+
+def find_last_checkpoint(root: str | Path) -> str | None:
+    """The newest readable checkpoint under ``root`` (an experiment folder of ``version_*`` runs): the one with
+    the largest stored global step, whatever its name (``last.ckpt``, a best one, ``-v1``), ``last`` first on
+    a tie, then the most recent file; ``None`` when there is no checkpoint at all.
+
+    Unreadable candidates (empty, truncated, not a checkpoint, weights only) are skipped with one warning
+    naming each; abandoned temporary files of killed writes are removed.
+
+    Raises:
+        CheckpointError: checkpoints are there but none can resume the run (each named with why): the run
+            stops rather than start from scratch without a word.
     """
     root = Path(root)
     if not root.is_dir():
         return None
     remove_abandoned_temporaries(root)
-    candidates = sorted(
-        (p for p in root.glob("**/last*.ckpt") if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True
-    )
+    found = []
     skipped = []
-    for candidate in candidates:
-        problem = checkpoint_problem(candidate)
-        if problem is None:
-            if skipped:
-                rank_zero_warn(
-                    "--ckpt_path last: skipped unreadable checkpoint(s): "
-                    + "; ".join(f"{p} ({why})" for p, why in skipped)
-                    + f". Resuming from {candidate} instead."
-                )
-            return str(candidate)
-        skipped.append((candidate, problem))
+    for candidate in sorted(p for p in root.glob("**/*.ckpt") if p.is_file()):
+        step = resume_problem(candidate)
+        if isinstance(step, str):
+            skipped.append((candidate, step))
+        else:
+            found.append(((step, candidate.name.startswith("last"), candidate.stat().st_mtime), candidate))
+    listed = "; ".join(f"{p} ({why})" for p, why in skipped)
+    if not found:
+        if skipped:
+            raise CheckpointError(
+                f"--ckpt_path last: none of the {len(skipped)} checkpoint(s) under {root} can resume the run: "
+                f"{listed}. "
+                "Pass a checkpoint with --ckpt_path FILE, or leave --ckpt_path out to start a new run from scratch."
+            )
+        return None
+    (step, _, _), newest = max(found, key=lambda item: item[0])
     if skipped:
         rank_zero_warn(
-            "--ckpt_path last: no readable last checkpoint; skipped " + "; ".join(f"{p} ({why})" for p, why in skipped)
+            f"--ckpt_path last: skipped unreadable checkpoint(s): {listed}. Resuming from {newest} (global step "
+            f"{step}) instead."
         )
-    return None
+    return str(newest)
 
 
 # --------------------------------------------------------------------------- the run's checkpoints

@@ -14,8 +14,10 @@ Beyond LightningCLI itself:
   ``fid.every_n_epochs`` is set) and ``disentanglement`` (``val/mig``, ``val/sap``, ...; off unless
   ``disentanglement.every_n_epochs`` is set); each is configurable under its key, e.g.
   ``--checkpoint.save_top_k 3``.
-- ``fit --ckpt_path last`` resumes from the newest ``last*.ckpt`` of the experiment, in any of its
-  version folders, not only the new run's own (empty) folder.
+- ``fit --ckpt_path last`` resumes from the readable checkpoint with the largest stored global step of the
+  experiment, in any of its version folders, whatever its name; a setting that differs from the checkpoint's
+  takes effect or stops the run (``betavae.resume``).
+- ``fit`` claims its ``version_N`` folder atomically before anything starts (``betavae.versions``).
 - W&B runs get the same comparison keys (dataset, variant, β, kld_weight, latent size), a group per
   dataset, tags like ``beta10`` and an id kept in the run directory, so resumed and requeued runs
   continue their W&B run (``betavae.tracking``).
@@ -65,9 +67,11 @@ from betavae.fid import prefetch
 from betavae.loaded_checkpoint import LoadedCheckpoint, read_checkpoint
 from betavae.models import AutoencoderModule
 from betavae.models.legacy import REPLACEMENTS, legacy_flags, legacy_keys, upgrade_config, upgrade_model_args
+from betavae.resume import ResumeSettings, check_resume
 from betavae.run_folders import NewRunFolders, trainer_run_dir
 from betavae.tracking import configure_wandb, logger_entries, write_run_ids
 from betavae.trainer import BetaVAETrainer
+from betavae.versions import check_run_root, claim_logger_versions
 from betavae.wandb_runs import log_evaluation
 
 DESCRIPTION = (
@@ -205,7 +209,9 @@ class BetaVAECLI(LightningCLI):
         )
         self.run_started = RunStarted()
         self.new_folders: NewRunFolders | None = None
+        self.claimed_folders: list[Path] = []  # version_N folders claimed before the trainer exists
         self.checkpoint: LoadedCheckpoint | None = None  # --ckpt_path, read once
+        self.given_model: Namespace | None = None
         try:
             super().__init__(
                 AutoencoderModule,
@@ -221,6 +227,10 @@ class BetaVAECLI(LightningCLI):
                     self.new_folders.discard()
                 except Exception as cleanup_error:  # never hide the run's own error behind the cleanup's
                     rank_zero_warn(f"could not remove the folders of the run that failed: {cleanup_error!r}")
+            elif self.new_folders is None:  # failed before the trainer existed: only the claimed, still empty, folders
+                for folder in reversed(self.claimed_folders):
+                    if folder.is_dir() and not any(folder.iterdir()):
+                        folder.rmdir()
             raise
 
     @staticmethod
@@ -285,7 +295,11 @@ class BetaVAECLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if ckpt_path is not None and ckpt_path not in LIGHTNING_CKPT_NAMES:
-            self.checkpoint = read_checkpoint(ckpt_path)  # checked before LightningCLI reads its hyperparameters
+            # read once, weights-only unless the user says --weights_only false, before LightningCLI reads it
+            weights_only = self.config[subcommand].get("weights_only") is not False
+            self.checkpoint = read_checkpoint(ckpt_path, weights_only=weights_only)
+        if subcommand == "fit":  # the user's model settings: LightningCLI replaces them with a checkpoint's
+            self.given_model = self.config.fit.model.clone()
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config
@@ -300,6 +314,11 @@ class BetaVAECLI(LightningCLI):
             else:
                 rank_zero_info(f"--ckpt_path last: resuming from {found}")
             config.ckpt_path = found
+        if self.subcommand == "fit" and config.get("ckpt_path") and self.given_model is not None:
+            config.model = self.given_model  # a resume keeps or refuses the settings given now (betavae.resume)
+        check_run_root((config.get("trainer") or {}).get("default_root_dir"))
+        if self.subcommand == "fit":  # a run of its own: version_N claimed now, atomically (betavae.versions)
+            self.claimed_folders = claim_logger_versions(config.trainer)
         configure_wandb(config)
 
     def upgrade_checkpoint_hparams(self, config: Namespace) -> None:
@@ -338,13 +357,15 @@ class BetaVAECLI(LightningCLI):
         path = config.get("ckpt_path")
         if path is not None and path not in LIGHTNING_CKPT_NAMES:
             read = self.checkpoint if self.checkpoint is not None and self.checkpoint.is_for(path) else None
-            read = read or read_checkpoint(path)  # a path found later (--ckpt_path last), or parsed from a dict
-            if read.contents is not None:
-                check_fits(self.model, read.contents, path)
+            # a path found later (--ckpt_path last), or parsed from a dict
+            read = read or read_checkpoint(path, weights_only=config.get("weights_only") is not False)
+            check_fits(self.model, read.contents, path)
+            if self.subcommand == "fit":  # a changed setting takes effect or stops the run (betavae.resume)
+                self.trainer.callbacks.append(ResumeSettings(check_resume(self.model, read.contents, path)))
             if self.subcommand in ("evaluate", "traverse", "explore"):  # the command loads its weights from this read
                 self.trainer.loaded_checkpoint = read
         self.checkpoint = None  # fit & co. load the file through Lightning: nothing held in memory meanwhile
-        self.new_folders = NewRunFolders(self.trainer)
+        self.new_folders = NewRunFolders(self.trainer, self.claimed_folders)
 
     before_fit = before_validate = before_test = before_predict = _check_checkpoint
     before_evaluate = before_traverse = before_explore = _check_checkpoint

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from lightning.pytorch.utilities import rank_zero_info
 
 import betavae
 from betavae.checkpoints import check_checkpoint
+from betavae.errors import ConfigError
 from betavae.run_folders import run_dir_of
 
 CONFIG_FLAGS = ("--config", "-c")
@@ -49,14 +51,37 @@ def resolve_config(value: str) -> str:
     )
 
 
+def check_config_file(path: str) -> str:
+    """``path`` if it is a config file whose top level is a mapping of sections.
+
+    Raises:
+        ConfigError: the file is empty, not YAML, or its top level is a list or a plain value; the message
+            names the file and what the top level must be.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        return path  # inline YAML (``--config '{...}'``): jsonargparse reads it
+    must = "a config's top level must be a mapping of sections, e.g. `model:`, `data:`, `trainer:`"
+    try:
+        content = yaml.safe_load(file.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {file} is not valid YAML ({' '.join(str(err).split())})") from None
+    if content is None:
+        raise ConfigError(f"config file {file} is empty; {must}")
+    if not isinstance(content, dict):
+        raise ConfigError(f"config file {file} holds a {type(content).__name__} at its top level; {must}")
+    return path
+
+
 def resolve_config_args(args: list[str]) -> list[str]:
-    """Rewrite every ``--config X`` / ``--config=X`` / ``-c X`` in ``args`` with ``resolve_config``."""
+    """Rewrite every ``--config X`` / ``--config=X`` / ``-c X`` in ``args`` with ``resolve_config``, and check
+    each file's top level (``check_config_file``)."""
     out = list(args)
     for i, arg in enumerate(out):
         if arg in CONFIG_FLAGS and i + 1 < len(out):
-            out[i + 1] = resolve_config(out[i + 1])
+            out[i + 1] = check_config_file(resolve_config(out[i + 1]))
         elif arg.startswith("--config="):
-            out[i] = "--config=" + resolve_config(arg.split("=", 1)[1])
+            out[i] = "--config=" + check_config_file(resolve_config(arg.split("=", 1)[1]))
     return out
 
 

@@ -34,6 +34,11 @@ class CheckpointError(BetaVAEError, ValueError):
     """A path that is not a readable checkpoint, or one that does not fit the model."""
 
 
+class UnwritableFolderError(BetaVAEError, PermissionError):
+    """A folder the run must write to cannot be created or written: a file stands in its place, no
+    permission, or no space left; the message names the path and the setting that chooses another."""
+
+
 def known_error(error: BaseException) -> BetaVAEError | None:
     """The ``BetaVAEError`` behind ``error`` (itself, or one it was raised from, e.g. inside
     jsonargparse's instantiation), or ``None`` for anything else."""

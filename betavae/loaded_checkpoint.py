@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from betavae.checkpoints import load_checkpoint
-from betavae.errors import CheckpointError
 
 
 @dataclass(frozen=True)
@@ -22,9 +21,8 @@ class LoadedCheckpoint:
 
     Attributes:
         path: The file, resolved.
-        contents: What ``torch.load`` gave (``state_dict``, ``hyper_parameters``, ``epoch``, ...); ``None``
-            when loading with ``weights_only`` refused objects beyond tensors: whoever needs the weights then
-            loads the file as the user asked (``--weights_only false``, trusted files only).
+        contents: What ``torch.load`` gave (``state_dict``, ``hyper_parameters``, ``epoch``, ...), weights-only
+            unless the user said ``--weights_only false`` (trusted files only).
     """
 
     path: Path
@@ -41,18 +39,13 @@ class LoadedCheckpoint:
         return {"epoch": contents.get("epoch"), "global_step": contents.get("global_step")}
 
 
-def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
-    """Check and read ``path`` with ``weights_only`` (tensors and plain values only).
+def read_checkpoint(path: str | Path, weights_only: bool = True) -> LoadedCheckpoint:
+    """Check and read ``path``, with ``weights_only`` (tensors and plain values only) unless the caller passes
+    ``weights_only=False`` for a file the user trusts and said so.
 
     Raises:
         MissingFileError: nothing is there.
-        CheckpointError: not a readable Lightning checkpoint (the message says why); a file that holds other
-            objects is no error here (``contents`` is ``None``).
+        CheckpointError: not a readable Lightning checkpoint, or a pickle of other objects (never unpickled);
+            one message saying why.
     """
-    try:
-        contents = load_checkpoint(path, weights_only=True)
-    except CheckpointError as err:
-        if "weights_only" not in str(err):
-            raise
-        contents = None  # objects beyond tensors: loaded later as the user asks (weights_only)
-    return LoadedCheckpoint(Path(path).expanduser().resolve(), contents)
+    return LoadedCheckpoint(Path(path).expanduser().resolve(), load_checkpoint(path, weights_only=weights_only))

@@ -37,15 +37,17 @@ class NewRunFolders:
     ``discard()``, for a run that failed before it started, finishes its W&B run and removes the new run
     directory, this run's W&B run folder (``wandb/*-run-*-<id>``; the whole ``wandb/`` folder when the run
     created it), then every other new folder that is left empty (never one another run has put files in),
-    so that the run leaves nothing behind: no empty ``version_N``, no offline W&B run.
+    so that the run leaves nothing behind: no empty ``version_N``, no offline W&B run. ``created``: folders
+    this run made before its trainer existed (its claimed ``version_N``, ``betavae.versions``), new as well.
     """
 
-    def __init__(self, trainer: L.Trainer) -> None:
+    def __init__(self, trainer: L.Trainer, created: list[Path] | tuple[Path, ...] = ()) -> None:
         from lightning.pytorch.loggers import WandbLogger
 
         self.acts = trainer.is_global_zero  # only rank zero removes anything
         self.run_dir = Path(trainer.log_dir or trainer.default_root_dir).expanduser().resolve()
-        self.run_dir_is_new = not self.run_dir.exists()
+        created_here = {Path(p).expanduser().resolve() for p in created}
+        self.run_dir_is_new = not self.run_dir.exists() or self.run_dir in created_here
         others = [Path(trainer.default_root_dir)]
         self.wandb_runs: list[tuple[Path, str | None, bool]] = []  # (wandb/ folder, run id, whether it is new)
         for logger in trainer.loggers:
@@ -57,7 +59,8 @@ class NewRunFolders:
             else:
                 others += [Path(v) for v in (getattr(logger, "save_dir", None), getattr(logger, "root_dir", None)) if v]
         resolved = {p.expanduser().resolve() for p in others}
-        self.new_parents = sorted((p for p in resolved if not p.exists()), key=lambda p: len(p.parts), reverse=True)
+        new = {p for p in resolved if not p.exists()} | (created_here - {self.run_dir})
+        self.new_parents = sorted(new, key=lambda p: len(p.parts), reverse=True)
 
     def discard(self) -> None:
         """Finish this process's W&B run and remove what the run created (see the class docstring)."""

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 NETS = {
     "linear": partial(LinearNet, latent_dim=4),
     "dense": partial(StackedDenseNet, hidden=(32,), latent_dim=4),
-    "conv": partial(ConvNet, **conv_nets(8, 16, 16), latent_dim=4),
-    "conv_spatial": partial(ConvNet, **conv_nets(8, 16), latent_dim=None),
+    "conv": partial(ConvNet, hidden_channels=(8, 16, 16), latent_dim=4),
+    "conv_spatial": partial(ConvNet, hidden_channels=(8, 16), latent_dim=None),
     "recurrent": partial(RecurrentNet, hidden_size=16, latent_dim=4),
 }
 
@@ -236,7 +236,7 @@ def test_denoising_autoencoder_output_is_cleaner_than_its_noisy_input():
     clean = real_patches(224)
     torch.manual_seed(0)
     model = Autoencoder(
-        net=partial(ConvNet, **conv_nets(16, 32), latent_dim=None),
+        net=partial(ConvNet, hidden_channels=(16, 32), latent_dim=None),
         corruption=GaussianNoise(0.2),
         in_channels=1,
         image_size=32,
@@ -493,7 +493,7 @@ def fit_small(model, tmp_path, callbacks, epochs: int = 1, num_images: int = 48)
 
 
 def test_latent_views_of_a_2d_code(tmp_path):
-    model = Autoencoder(net=partial(ConvNet, **conv_nets(8, 16), latent_dim=2), in_channels=1, image_size=16)
+    model = Autoencoder(net=partial(ConvNet, hidden_channels=(8, 16), latent_dim=2), in_channels=1, image_size=16)
     fit_small(model, tmp_path, [LatentViews(grid_size=5)])
     pngs = sorted(p.name for p in (tmp_path / "images").glob("*.png"))
     assert pngs == ["latent_grid_epoch=000.png", "latent_scatter_epoch=000.png"]

@@ -21,9 +21,11 @@ replaces it: new files get new names and ``meta.json`` is swapped atomically.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import shutil
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,23 +35,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from betavae.data import cache_keys
+from betavae.data.bad_files import BadImagesError, try_decode
 from betavae.data.cache_keys import (
+    CACHE_ENV,
     FORMAT,
     Source,
     cache_key,
     file_digest,
 )
-from betavae.errors import BetaVAEError, DataError
+from betavae.errors import DataError, UnwritableFolderError
 from betavae.processes import process_alive
-from betavae.run_folders import trainer_run_dir
-
-
-class BadImagesError(BetaVAEError, RuntimeError):
-    """Too many source images could not be read."""
 
 
 @dataclass
@@ -138,10 +137,7 @@ class _DecodeJobs(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
-        try:
-            return i, self.decode(self.files[i]), None
-        except Exception as err:  # a broken file of any kind is skipped and reported, never fatal here
-            return i, None, f"{type(err).__name__}: {err}"
+        return (i, *try_decode(self.decode, self.files[i]))
 
 
 def _as_list(batch: list[Any]) -> list[Any]:
@@ -258,27 +254,30 @@ class DecodedCache:
 
         Rows are written in the order given, at most ``max_rows``; ``meta.json`` comes last.
         """
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._remove_abandoned_temporaries()
         tag = self.key[:16]
         row_shape = tuple(int(s) for s in row_shape)
         row_bytes = int(np.prod(row_shape))
         tmp = self.folder / f".images-{tag}.{socket.gethostname()}.{os.getpid()}.tmp"
         status = ["ok"] * len(self.sources)
         row_source: list[int] = []
-        images = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(max(max_rows, 1), *row_shape))
         try:
-            for index, rows, error in results:
-                if error is not None:
-                    status[index] = " ".join(error.split())  # one line per file
-                    continue
-                n = len(row_source)
-                images[n : n + len(rows)] = rows
-                row_source.extend([index] * len(rows))
-            images.flush()
-            del images
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._remove_abandoned_temporaries()
+            self._check_free_space(max_rows * row_bytes)
+            # plain sequential writes, not a memory map: a full disk is an OSError (ENOSPC) here, never a SIGBUS
+            with tmp.open("wb") as f:
+                for index, rows, error in results:
+                    if error is not None:
+                        status[index] = " ".join(error.split())  # one line per file
+                        continue
+                    rows = np.ascontiguousarray(rows, dtype=np.uint8)
+                    if rows.shape[1:] != row_shape or len(row_source) + len(rows) > max(max_rows, 1):
+                        raise DataError(f"rows of shape {rows.shape} for a cache of {max_rows} rows of {row_shape}")
+                    f.write(rows.tobytes())
+                    row_source.extend([index] * len(rows))
+                f.flush()
+                os.fsync(f.fileno())
             n = len(row_source)
-            os.truncate(tmp, n * row_bytes)
             if n == 0:
                 raise BadImagesError(self._no_rows_message(status))
             shape = (n, *row_shape)
@@ -295,8 +294,12 @@ class DecodedCache:
                 text = "".join(f"{path}\t{reason}\n" for path, reason in bad)
                 _write_atomic(self.folder / f"bad_files-{tag}.txt", text.encode())
             os.replace(tmp, self.folder / f"images-{tag}.u8")
+        except OSError as err:
+            raise self._write_error(err, max_rows * row_bytes) from None
         finally:
             tmp.unlink(missing_ok=True)
+            if hasattr(results, "close"):  # stop the decode workers now, whatever happened
+                results.close()
         meta = {
             "format": FORMAT,
             "key": self.key,
@@ -308,9 +311,35 @@ class DecodedCache:
             "preprocessing": self.preprocessing,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        _write_atomic(self.meta_path, json.dumps(meta, indent=1).encode())
+        try:
+            _write_atomic(self.meta_path, json.dumps(meta, indent=1).encode())
+        except OSError as err:
+            raise self._write_error(err, 0) from None
         self._remove_other_keys(tag)
         return CacheEntry(self.folder, self.key, shape, np.asarray(row_source, np.int64), self.sources, bad, True)
+
+    def _check_free_space(self, needed: int) -> None:
+        """Stop before decoding anything when the cache's folder has less room than the cache needs."""
+        free = shutil.disk_usage(self.folder).free
+        if free < needed + (1 << 20):  # + 1 MB for the row list, source list and meta.json
+            raise OSError(errno.ENOSPC, f"{free / 2**20:.1f} MB free")
+
+    def _write_error(self, err: OSError, needed: int) -> UnwritableFolderError:
+        """One message for a cache that cannot be written: where, why, and for a full disk the size needed."""
+        where = f"--data.init_args.cache_dir (or ${CACHE_ENV}) to a folder with room"
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            try:
+                free = f"{shutil.disk_usage(self.folder).free / 2**20:.1f} MB free"
+            except OSError:
+                free = "free space unknown"
+            return UnwritableFolderError(
+                f"no space left for the decoded cache in {self.folder}: it needs {needed / 2**20:.1f} MB "
+                f"({len(self.sources)} source files), {free}. Free space there, or set {where}. Nothing was kept "
+                "(the partial file is removed)."
+            )
+        return UnwritableFolderError(
+            f"cannot write the decoded cache in {self.folder}: {err.strerror or err}. Set {where}."
+        )
 
     def _no_rows_message(self, status: list[str]) -> str:
         examples = [f"{s.path} ({st})" for s, st in zip(self.sources, status, strict=True) if st != "ok"][:3]
@@ -349,36 +378,3 @@ def load_or_build(
         f"({len(cache.sources) / max(seconds, 1e-9):.0f} files/s), {len(entry.bad)} skipped."
     )
     return entry
-
-
-def check_bad_files(entry: CacheEntry, root: Path, max_bad_fraction: float, trainer: Any = None) -> Path | None:
-    """Report the files a cache skipped, once, and stop if there are too many.
-
-    One warning line (count, examples, where the full list is) and, with a ``trainer``, the list written
-    to ``bad_images.txt`` in its run directory (global rank zero only). Returns that file, if written.
-
-    Raises:
-        BadImagesError: more than ``max_bad_fraction`` of the source files are bad.
-    """
-    if not entry.bad:
-        return None
-    total = len(entry.sources)
-    listed = entry.bad_list_path
-    if trainer is not None:
-        run_dir = trainer_run_dir(trainer)
-        if trainer.is_global_zero:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            text = "".join(f"{root.absolute() / path}\t{reason}\n" for path, reason in entry.bad)
-            (run_dir / "bad_images.txt").write_text(text)
-        listed = run_dir / "bad_images.txt"
-    fraction = len(entry.bad) / total
-    examples = ", ".join(f"{path} ({reason})" for path, reason in entry.bad[:3])
-    summary = f"{len(entry.bad)} of {total} image files under {root} ({fraction:.1%}) could not be read"
-    if fraction > max_bad_fraction:
-        raise BadImagesError(
-            f"{summary}, more than max_bad_fraction={max_bad_fraction} allows. Examples: {examples}. "
-            f"The full list is in {listed}. Replace or remove those files, or raise "
-            f"--data.init_args.max_bad_fraction."
-        )
-    rank_zero_warn(f"{summary} and are skipped: {examples}. The full list is in {listed}.")
-    return listed if trainer is not None else None

@@ -20,6 +20,9 @@ import PIL
 import torchvision
 import xxhash
 
+from betavae.errors import UnwritableFolderError
+from betavae.versions import file_in_the_way
+
 CACHE_ENV = "BETAVAE_CACHE_DIR"
 FORMAT = 2  # 2: the digest covers every byte of the image file (1 hashed 64 rows)
 DIGEST_CHUNK = 64 << 20  # bytes hashed at a time
@@ -36,16 +39,22 @@ def writable_cache_dir(cache_dir: Path | None) -> Path:
     """``cache_dir`` (``None``: ``default_cache_dir()``), created if needed.
 
     Raises:
-        PermissionError: it cannot be created; the message says which settings choose another folder.
+        UnwritableFolderError: it cannot be created (a file in its place, no permission); the message names
+            the path and which settings choose another folder.
     """
     cache_dir = cache_dir or default_cache_dir()
+    blocking = file_in_the_way(cache_dir)
+    why = f"{blocking} is a file, not a folder" if blocking else None
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        if why is None:
+            cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise PermissionError(
-            f"cannot create the decoded-cache folder {cache_dir} ({err}); set "
-            f"--data.init_args.cache_dir (or $BETAVAE_CACHE_DIR) to a writable folder"
-        ) from err
+        why = f"{type(err).__name__}: {err.strerror or err}"
+    if why is not None:
+        raise UnwritableFolderError(
+            f"cannot create the decoded-cache folder {cache_dir} ({why}); set --data.init_args.cache_dir (or "
+            "$BETAVAE_CACHE_DIR) to a writable folder"
+        )
     return cache_dir
 
 

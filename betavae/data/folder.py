@@ -8,6 +8,7 @@ batik): they change which files are read (``list_files``), how a file becomes ro
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,12 @@ import torch
 from PIL import Image, ImageOps
 from torchvision.transforms.v2 import functional as TF
 
+from betavae.data.bad_files import check_bad_files
 from betavae.data.base import ImageDataModule
 from betavae.data.cache import (
     CachedImageDataset,
     CacheEntry,
     DecodedCache,
-    check_bad_files,
     decode_files,
     load_or_build,
 )
@@ -44,8 +45,29 @@ def layout_help(root: Path, extensions: Sequence[str]) -> str:
     )
 
 
+def walk_files(root: Path, unreadable: list[tuple[str, str]] | None = None) -> list[Path]:
+    """Every file under ``root``, recursively (symbolic links to folders are not followed, as ``rglob``).
+
+    A subfolder that cannot be listed (``chmod 000``) is not left out silently: it is appended to
+    ``unreadable`` as (path relative to ``root``, reason), like an unreadable file.
+    """
+    files = []
+
+    def failed(err: OSError) -> None:
+        if unreadable is not None and err.filename is not None:
+            where = Path(err.filename).relative_to(root).as_posix() if Path(err.filename) != root else "."
+            unreadable.append((f"{where}/", f"{type(err).__name__}: {err.strerror}: a folder that cannot be listed"))
+
+    for folder, _, names in os.walk(root, onerror=failed):
+        files += [Path(folder) / name for name in names]
+    return files
+
+
 def find_images(
-    root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS, layout: str | None = None
+    root: str | Path,
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    layout: str | None = None,
+    unreadable: list[tuple[str, str]] | None = None,
 ) -> list[Path]:
     """Every file under ``root`` (recursively) with an image extension, sorted by path.
 
@@ -53,6 +75,7 @@ def find_images(
         root: The folder.
         extensions: File extensions taken as images (case-insensitive).
         layout: The expected layout shown in errors; ``None`` for the generic one.
+        unreadable: Where subfolders that cannot be listed are appended (relative path, reason).
 
     Raises:
         FileNotFoundError: ``root`` does not exist, is not a folder, or holds no image file; the
@@ -66,9 +89,15 @@ def find_images(
         raise MissingFileError(f"image folder {where} does not exist.\n{layout}")
     if not root.is_dir():
         raise MissingFileError(f"image folder {where} is not a folder.\n{layout}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in extensions and p.is_file())
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise MissingFileError(f"image folder {where} cannot be read (permission denied).\n{layout}")
+    found: list[tuple[str, str]] = []
+    every = walk_files(root, found)
+    files = sorted(p for p in every if p.suffix.lower() in extensions and p.is_file())
+    if unreadable is not None:
+        unreadable += found
     if not files:
-        others = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+        others = sorted(p.relative_to(root) for p in every if p.is_file())
         seen = (
             f"it holds {len(others)} other file(s), e.g. {', '.join(map(str, others[:3]))}"
             if others
@@ -161,6 +190,7 @@ class ImageFolderDataModule(ImageDataModule):
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.max_bad_fraction = max_bad_fraction
         self.cache_entry: CacheEntry | None = None
+        self.unreadable: list[tuple[str, str]] = []  # subfolders that cannot be listed, counted as bad files
 
     # ----------------------------------------------------------------- what a dataset changes
     def image_root(self) -> Path:
@@ -172,8 +202,10 @@ class ImageFolderDataModule(ImageDataModule):
         return layout_help(self.image_root(), self.extensions)
 
     def list_files(self) -> list[Path]:
-        """The source files, sorted; raises ``FileNotFoundError`` naming the path and layout."""
-        return find_images(self.image_root(), self.extensions, self.layout())
+        """The source files, sorted (subfolders that cannot be listed go to ``self.unreadable``); raises
+        ``FileNotFoundError`` naming the path and layout."""
+        self.unreadable = []
+        return find_images(self.image_root(), self.extensions, self.layout(), self.unreadable)
 
     def preprocessing(self) -> dict[str, Any]:
         """Everything that decides the decoded rows (part of the cache key)."""
@@ -227,5 +259,5 @@ class ImageFolderDataModule(ImageDataModule):
 
     def build_dataset(self) -> CachedImageDataset:
         entry = self._cache()
-        check_bad_files(entry, self.image_root(), self.max_bad_fraction, self.trainer)
+        check_bad_files(entry, self.image_root(), self.max_bad_fraction, self.trainer, self.unreadable)
         return CachedImageDataset(entry.images_path, entry.shape, self.labels(entry), self.fields(entry))

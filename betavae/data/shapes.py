@@ -51,6 +51,10 @@ HALF_SIZE = 0.15  # half-size of a scale-1 shape, as a fraction of the image wid
 MARGIN = 0.25  # centres span [MARGIN, 1 - MARGIN] of the width and height, as in dSprites
 REACH = HALF_SIZE * math.sqrt(2)  # the farthest any shape reaches from its centre (< MARGIN: none is cut)
 HEART_FIT = 1.25  # the heart curve spans about [-1.14, 1.14] x [-1.0, 1.25]; this fits it in [-1, 1]
+# how far each shape reaches from its centre, in half-sizes: the square's corner √2, the ellipse's major
+# semi-axis 1, the heart < 1.3 (at radius r ≥ 1.3, R² = a² + b² ≥ (1.25 r - 0.125)² ≥ 2.24, and there
+# (R² - 1)³ > 0.186 R⁵ ≥ a² b³, so the point is outside)
+SHAPE_REACH = (math.sqrt(2), 1.0, 1.3)
 
 
 def sample_factor_indices(num_images: int, seed: int) -> torch.Tensor:
@@ -87,37 +91,100 @@ def _inside(shape: int, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     if shape == 1:  # ellipse, semi-axes 1 and 0.5
         return p.pow(2) + (q / 0.5).pow(2) <= 1
     a, b = HEART_FIT * p, -HEART_FIT * q + 0.125  # heart curve, y up, centred vertically
-    return (a.pow(2) + b.pow(2) - 1).pow(3) - a.pow(2) * b.pow(3) <= 0
+    a2 = a.pow(2)
+    return (a2 + b.pow(2) - 1).pow(3) - a2 * b.pow(3) <= 0
 
 
-def render_shapes(factors: torch.Tensor, image_size: int = 64, supersample: int = 4) -> torch.Tensor:
-    """Render factor rows (N, 5) into uint8 images (N, 1, image_size, image_size), deterministically."""
+def _block_counts(mask: torch.Tensor, block: int) -> torch.Tensor:
+    """Trues in each ``block`` x ``block`` block of a bool mask (n, H·block, W·block): (n, H, W) integers.
+
+    Adds the block's columns, then its rows, as strided slices (exact integer sums, fast on CPU).
+    """
+    n, rows, cols = mask.shape
+    dtype = torch.uint8 if block * block <= 255 else torch.int32
+    m = mask.to(dtype).view(n, rows, cols // block, block)  # (n, H·b, W, b)
+    across = m[..., 0].clone()
+    for k in range(1, block):
+        across += m[..., k]
+    across = across.view(n, rows // block, block, cols // block)  # (n, H, b, W)
+    counts = across[:, :, 0].clone()
+    for k in range(1, block):
+        counts += across[:, :, k]
+    return counts.long()  # (n, H, W)
+
+
+def _coverage_to_uint8(supersample: int) -> torch.Tensor:
+    """uint8 pixel value of each count 0 .. supersample² of covered samples, computed as the pixel was always computed.
+
+    ``avg_pool2d`` of a 0/1 block, times 255, rounded: the block's sum is an exact small integer whatever
+    the order, so the value depends on the count alone and this table reproduces it bit for bit.
+    """
+    counts = torch.arange(supersample**2 + 1)
+    blocks = (torch.arange(supersample**2).view(1, -1) < counts.view(-1, 1)).float()  # (K, ss²) k ones
+    blocks = blocks.view(-1, 1, supersample, supersample)  # (K, 1, ss, ss)
+    return (torch.nn.functional.avg_pool2d(blocks, supersample) * 255).round().to(torch.uint8).flatten()  # (K,)
+
+
+def render_shapes(
+    factors: torch.Tensor, image_size: int = 64, supersample: int = 4, max_samples: int = 1 << 21
+) -> torch.Tensor:
+    """Render factor rows (N, 5) into uint8 images (N, 1, image_size, image_size), deterministically.
+
+    Pixel ``(x, y)`` has the coverage of ``supersample``² samples at ``(x + (i + ½) / ss, y + (j + ½) / ss)``,
+    each tested in float32 against the shape turned and scaled in its own frame. A shape lies within
+    ``reach = HALF_SIZE · SHAPE_REACH[shape] · scale`` of its centre, so only a window of
+    ``ceil(2 · reach · S) + 2`` pixels around the centre's pixel is tested (every sample outside it is at
+    least ½ / ss pixel beyond the shape's reach, far beyond float32 error, so certainly outside); rows are
+    rendered in batches of one (shape, scale) and pasted with one scatter. The sub-pixel phase of the
+    centre enters every sample, so there is no patch per (shape, scale, orientation) to reuse: each row
+    is tested in full.
+
+    Args:
+        factors: Factor VALUE rows (N, 5) (shape, scale, orientation, pos_x, pos_y), see ``factor_values_of``.
+        image_size: Height and width S.
+        supersample: Samples per pixel along each axis (anti-aliasing).
+        max_samples: Most samples tested at once (memory: about ten float32 tensors of this size, 8 MB each).
+    """
     if supersample < 1:
         raise ConfigError(f"supersample must be >= 1, got {supersample}")
     factors = factors.float()
-    n, size = len(factors), image_size
-    # every shape lies within REACH of its centre: render only a window of that size around it
+    n, size, ss = len(factors), image_size, supersample
+    # the window that holds any shape (scale 1), as always; its pixel origin fixes every sample's coordinate
     window = min(size, math.ceil(2 * REACH * size) + 2)
     centres = MARGIN + factors[:, 3:5] * (1 - 2 * MARGIN)  # (N, 2) x, y in [0, 1], y down
-    origins = (centres * size).floor().long().sub(window // 2).clamp(0, size - window)  # (N, 2) pixels
-    offsets = (torch.arange(window * supersample, dtype=torch.float32) + 0.5) / supersample  # in pixels
-    images = torch.zeros(n, 1, size, size, dtype=torch.uint8)
+    pixels = (centres * size).floor().long()  # (N, 2) the pixel of each centre
+    origins = pixels.sub(window // 2).clamp(0, size - window)  # (N, 2) the window's top-left pixel
+    offsets = (torch.arange(window * ss, dtype=torch.float32) + 0.5) / ss  # (window·ss,) in pixels
+    lut = _coverage_to_uint8(ss)  # (ss² + 1,) uint8
+    images = torch.zeros(n, size * size, dtype=torch.uint8)  # (N, S·S)
     for kind in range(len(SHAPES)):
-        for rows in (factors[:, 0] == kind).nonzero().flatten().split(64):
-            _, scale, theta, _, _ = (factors[rows, i].view(-1, 1, 1) for i in range(5))
-            xs = (origins[rows, 0].view(-1, 1, 1) + offsets.view(1, 1, -1)) / size  # (n, 1, w)
-            ys = (origins[rows, 1].view(-1, 1, 1) + offsets.view(1, -1, 1)) / size  # (n, w, 1)
-            dx, dy = xs - centres[rows, 0].view(-1, 1, 1), ys - centres[rows, 1].view(-1, 1, 1)
-            # rotate by -theta in the displayed (y up) frame: the shape turns counter-clockwise by theta
-            cos, sin = torch.cos(theta), torch.sin(theta)
-            p = (cos * dx - sin * dy) / (HALF_SIZE * scale)
-            q = (sin * dx + cos * dy) / (HALF_SIZE * scale)
-            mask = _inside(kind, p, q).float().unsqueeze(1)  # (n, 1, w * ss, w * ss)
-            patches = (torch.nn.functional.avg_pool2d(mask, supersample) * 255).round().to(torch.uint8)
-            for row, patch in zip(rows.tolist(), patches, strict=True):
-                x0, y0 = origins[row].tolist()
-                images[row, :, y0 : y0 + window, x0 : x0 + window] = patch
-    return images
+        for scale_value in factors[factors[:, 0] == kind, 1].unique().tolist():
+            group = ((factors[:, 0] == kind) & (factors[:, 1] == scale_value)).nonzero().flatten()
+            # the crop of the window that holds this scale's shape (the whole window outside (0, 1])
+            reach = HALF_SIZE * SHAPE_REACH[kind] * scale_value  # ≤ REACH: the shape's reach, image widths
+            crop = min(window, math.ceil(2 * reach * size) + 2) if 0 < scale_value <= 1 else window
+            first = (pixels[group] - crop // 2 - origins[group]).clamp(0, window - crop)  # (n, 2) in the window
+            span = torch.arange(crop * ss)  # (crop·ss,) sample index within the crop
+            chunk = max(1, max_samples // (crop * ss) ** 2)
+            for rows, starts in zip(group.split(chunk), first.split(chunk), strict=True):
+                _, scale, theta, _, _ = (factors[rows, i].view(-1, 1, 1) for i in range(5))
+                # the very float32 operations of the full window, on the crop's samples
+                sx = offsets[starts[:, 0].view(-1, 1) * ss + span.view(1, -1)]  # (n, c·ss)
+                sy = offsets[starts[:, 1].view(-1, 1) * ss + span.view(1, -1)]  # (n, c·ss)
+                xs = (origins[rows, 0].view(-1, 1, 1) + sx.unsqueeze(1)) / size  # (n, 1, c·ss)
+                ys = (origins[rows, 1].view(-1, 1, 1) + sy.unsqueeze(2)) / size  # (n, c·ss, 1)
+                dx, dy = xs - centres[rows, 0].view(-1, 1, 1), ys - centres[rows, 1].view(-1, 1, 1)
+                # rotate by -theta in the displayed (y up) frame: the shape turns counter-clockwise by theta
+                cos, sin = torch.cos(theta), torch.sin(theta)
+                p = (cos * dx - sin * dy) / (HALF_SIZE * scale)
+                q = (sin * dx + cos * dy) / (HALF_SIZE * scale)
+                mask = _inside(kind, p, q)  # (n, c·ss, c·ss) bool
+                counts = _block_counts(mask, ss)  # (n, c, c) covered samples
+                top_left = origins[rows] + starts  # (n, 2) the crop's top-left pixel in the image
+                ys_img = top_left[:, 1].view(-1, 1, 1) + torch.arange(crop).view(1, -1, 1)  # (n, c, 1)
+                xs_img = top_left[:, 0].view(-1, 1, 1) + torch.arange(crop).view(1, 1, -1)  # (n, 1, c)
+                images[rows.view(-1, 1, 1), ys_img * size + xs_img] = lut[counts]
+    return images.view(n, 1, size, size)
 
 
 class ShapesDataset(Dataset):

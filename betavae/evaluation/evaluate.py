@@ -24,6 +24,7 @@ from torch import nn
 
 from betavae.beta_rule import model_beta
 from betavae.checkpoints import check_fits, load_checkpoint
+from betavae.data.bad_files import skip_bad_files
 from betavae.errors import ConfigError
 from betavae.evaluation.disentanglement import timed_disentanglement
 from betavae.evaluation.tables import markdown_table
@@ -75,22 +76,41 @@ def validation_batches(datamodule: Any) -> Iterator[dict[str, Any]]:
 
 
 def folder_batches(
-    folder: str | Path, model: nn.Module, batch_size: int, crop_size: int | None = None
+    folder: str | Path,
+    model: nn.Module,
+    batch_size: int,
+    crop_size: int | None = None,
+    bad: list[tuple[str, str]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every image under ``folder`` as batches ``{"image": (B, C, H, W), "index": (B,)}``, decoded like the
     training data (``betavae.data.load_image`` at the model's channels and size, optional center crop),
     normalized with ``model.normalize``; ``"index"`` is each file's position in the sorted listing (the
-    seed of its corruption, for models that corrupt their input)."""
-    from betavae.data import find_images, load_image
+    seed of its corruption, for models that corrupt their input). Files that cannot be decoded and subfolders
+    that cannot be listed are skipped and appended to ``bad`` (relative path, reason), the rule of ``fit``."""
+    import functools
 
-    files = find_images(folder)
+    from betavae.data import find_images, load_image
+    from betavae.data.bad_files import try_decode
+
+    folder = Path(folder).expanduser()
+    bad = [] if bad is None else bad
+    files = find_images(folder, unreadable=bad)
+    decode = functools.partial(load_image, channels=model.in_channels, image_size=model.image_size, crop_size=crop_size)
     for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        pixels = torch.stack([load_image(f, model.in_channels, model.image_size, crop_size) for f in chunk]).float()
-        yield {
-            "image": model.normalize(pixels.div(255).to(next(model.parameters()).device)),
-            "index": torch.arange(start, start + len(chunk)),
-        }
+        images, index = [], []
+        for i, file in enumerate(files[start : start + batch_size], start):
+            image, error = try_decode(decode, file)
+            if error is None:
+                images.append(image)
+                index.append(i)
+            else:
+                bad.append((file.relative_to(folder).as_posix(), " ".join(error.split())))
+        if images:
+            pixels = torch.stack(images).float()  # (B, C, H, W)
+            yield {
+                "image": model.normalize(pixels.div(255).to(next(model.parameters()).device)),
+                "index": torch.tensor(index),
+            }
 
 
 def score_reconstructions(model: nn.Module, batches: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -177,6 +197,8 @@ def evaluate_checkpoint(
     model.to(device)
     hparams = dict(getattr(model, "hparams", {}) or {})
     start = time.perf_counter()
+    skipped: list[tuple[str, str]] = []  # unreadable files of --images: skipped, counted, listed
+    skipped_list = None
     no_reconstruction = api_problem(model, reconstruct=1, to_pixels=1)
     if no_reconstruction:  # a GAN: samples only
         recon: dict[str, Any] = {"n": None}
@@ -184,7 +206,14 @@ def evaluate_checkpoint(
     elif images is not None:
         folder = Path(images).expanduser()
         batch_size = getattr(datamodule, "batch_size", 64)
-        recon = score_reconstructions(model, folder_batches(folder, model, batch_size, crop_size))
+        out = Path(output_dir).expanduser() if output_dir is not None else run_dir_of(ckpt_path) / "evaluation"
+        keep = out / f"{Path(ckpt_path).stem}__{folder.name}.bad_images.txt"
+        try:
+            recon = score_reconstructions(model, folder_batches(folder, model, batch_size, crop_size, skipped))
+        except ConfigError:  # no image could be read: the same message as too many bad ones
+            recon = {"n": 0}
+        max_bad = getattr(datamodule, "max_bad_fraction", 0.01)
+        skipped_list = skip_bad_files(skipped, recon["n"] + len(skipped), folder, max_bad, keep)
         evaluated_on = f"images: {folder.name or folder}"
     else:
         recon = score_reconstructions(model, validation_batches(datamodule))
@@ -211,6 +240,8 @@ def evaluate_checkpoint(
         **info,
         "evaluated_on": evaluated_on,
         "images": str(Path(images).expanduser().resolve()) if images is not None else None,
+        "images_skipped": len(skipped) if images is not None else None,
+        "images_skipped_list": str(skipped_list) if skipped_list else None,
         "n": recon["n"],
         "ssim": recon.get("ssim"),
         "psnr": recon.get("psnr"),

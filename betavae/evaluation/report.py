@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,14 +60,46 @@ CSV_FIELDS = (
 _float = as_float
 
 
-def _evaluation_records(run: Path) -> list[dict[str, Any]]:
+def read_record(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The JSON record in ``path``, or ``(None, why)`` when it is empty, truncated or not a JSON object."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        return None, f"unreadable ({type(err).__name__}: {err})"
+    if not text.strip():
+        return None, "empty (0 bytes of JSON): an evaluation that was interrupted"
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        return None, f"truncated or not JSON ({err.msg} at line {err.lineno}, column {err.colno})"
+    if not isinstance(record, dict):
+        return None, f"a JSON {type(record).__name__}, not an evaluation record"
+    return record, None
+
+
+def _evaluation_records(run: Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
     records = []
     for path in sorted(run.glob("**/evaluation/*.json")):
-        record = json.loads(path.read_text())
+        record, why = read_record(path)
+        if record is None:
+            if problems is not None:
+                problems.append(f"skipped {path}: {why}")
+            continue
         if "ssim" in record and "psnr" in record:  # skip traversal records
             record.update(run=str(path.parent.parent), source=str(path))
             records.append(record)
     return records
+
+
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a ``.jsonl`` log, one per line; a line cut short by a kill is left out."""
+    lines = []
+    for line in path.read_text().splitlines():
+        try:
+            lines.append(json.loads(line)) if line.strip() else None
+        except json.JSONDecodeError:
+            continue
+    return [line for line in lines if isinstance(line, dict)]
 
 
 def _log_record(config_path: Path) -> dict[str, Any] | None:
@@ -109,7 +142,7 @@ def _log_record(config_path: Path) -> dict[str, Any] | None:
     record["evaluated_on"] = f"validation, training log (epoch {record['epoch']})"
     fid_log = run / "fid.jsonl"
     if fids and fid_log.is_file():
-        lines = [json.loads(line) for line in fid_log.read_text().splitlines() if line.strip()]
+        lines = _json_lines(fid_log)
         if lines:
             record.update(
                 fid_num_samples=lines[-1].get("num_samples"),
@@ -118,7 +151,7 @@ def _log_record(config_path: Path) -> dict[str, Any] | None:
             )
     log = run / "disentanglement.jsonl"
     if metrics and log.is_file():
-        lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        lines = _json_lines(log)
         if lines:
             record.update(
                 disentanglement_preset=lines[-1].get("preset"),
@@ -128,21 +161,32 @@ def _log_record(config_path: Path) -> dict[str, Any] | None:
     return record
 
 
-def collect(run_dirs: Iterable[str | Path]) -> list[dict[str, Any]]:
+def collect(run_dirs: Iterable[str | Path], problems: list[str] | None = None) -> list[dict[str, Any]]:
     """Every result under ``run_dirs`` (run folders, or experiment folders holding ``version_*``).
+
+    One bad file never sinks the report: an evaluation record that is empty, truncated or not JSON is skipped
+    and named in ``problems``, with why; when its run's row comes from the training log instead, that row's
+    ``evaluated_on`` says so.
 
     Raises:
         FileNotFoundError: a folder does not exist, or nothing under it has scores.
     """
     records: list[dict[str, Any]] = []
+    problems = [] if problems is None else problems
     for run_dir in run_dirs:
         run = Path(run_dir).expanduser()
         if not run.is_dir():
             raise MissingFileError(f"run folder {run} does not exist")
-        found = _evaluation_records(run)
+        before = len(problems)
+        found = _evaluation_records(run, problems)
+        bad_records = [p.split(": ", 1)[0].removeprefix("skipped ") for p in problems[before:]]
         evaluated = {Path(r["run"]).resolve() for r in found}
         for config_path in sorted(run.glob("**/config.yaml")):
             if config_path.parent.resolve() not in evaluated and (record := _log_record(config_path)):
+                unreadable = [b for b in bad_records if Path(b).resolve().parent.parent == config_path.parent.resolve()]
+                if unreadable:
+                    record["evaluated_on"] += f"; {', '.join(Path(b).name for b in unreadable)} unreadable"
+                    problems.append(f"{config_path.parent}: its row comes from the training log instead")
                 found.append(record)
         if not found:
             raise MissingFileError(
@@ -288,8 +332,14 @@ def report(
 ) -> dict[str, Path]:
     """Collect the results of ``run_dirs``, write the report to ``output_dir`` and print the table; with
     ``wandb``, also log the table and the charts to a W&B run of their own (``log_report``)."""
-    records = collect(run_dirs)
+    problems: list[str] = []
+    records = collect(run_dirs, problems)
     files = write_report(records, output_dir)
+    if problems:  # named in the report itself, and on stderr
+        notes = "\n".join(f"- {p}" for p in problems)
+        with files["markdown"].open("a") as f:
+            f.write(f"\n## Files skipped\n\n{notes}\n")
+        print(f"report: {len(problems)} note(s):\n{notes}", file=sys.stderr)
     print(markdown_table(records))
     print("\n" + "\n".join(f"{kind}: {path}" for kind, path in files.items()))
     if wandb:
