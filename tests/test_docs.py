@@ -126,6 +126,8 @@ RUN = [
         r"python -m betavae wandb-summary$",
         "tests/test_disentanglement_study.py::test_a_cpu_run_is_a_wandb_run_a_dashboard_can_group",
     ),
+    # docs/reliability.md
+    (r'pytest -q tests/test_reliability\.py -m "not slow"$', ".ci/run"),  # the fast tier, which CI runs whole
 ]
 
 #: (pattern, why no test or CI script runs it)
@@ -199,6 +201,15 @@ NOT_RUN = [
         r"scripts/disentanglement_study\.sh --cpu( --stage fit| --out runs/study2 .*)?$",
         "the 30-run CPU study: hours of CPU; one tiny --cpu run through fit, evaluate, report, --stage and resume: "
         "test_disentanglement_study.py::test_the_cpu_study_resumes (slow tier)",
+    ),
+    # docs/reliability.md
+    (
+        r"pytest -q tests/test_reliability\.py -m slow$",
+        "the slow tier (two real CLI runs started together, minutes): CI runs the fast tier only",
+    ),
+    (
+        r"(python )?scripts/benchmark_cache_key\.py",
+        "a benchmark: 5,000 JPEGs written and hashed (minutes); its results are the page's table",
     ),
 ]
 
