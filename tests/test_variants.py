@@ -368,7 +368,9 @@ def test_ae_linear_settings_reach_the_pca_error(low_rank_idx):
             errors = [model.loss_parts(b)["recon"] * len(b["image"]) for b in batches]
         return float(sum(errors)) / len(data.val_set)
 
-    shipped = validation_mse(model_args["lr"], config["trainer"]["max_epochs"])
+    optimizer = model_args["optimizer"]
+    assert optimizer["class_path"] == "torch.optim.Adam", optimizer  # the loop below builds Adam
+    shipped = validation_mse(optimizer["init_args"]["lr"], config["trainer"]["max_epochs"])
     assert shipped / pca_mse < 1.05, (shipped, pca_mse)
     assert validation_mse(0.001, 10) / pca_mse > 1.3  # the old settings: what the issue measured
 
