@@ -83,7 +83,8 @@ def test_slurm_submits_a_fit_and_an_evaluate_job_per_run_then_the_report(tmp_pat
     out = tmp_path / "out"
     options = ["--slurm", "--out", str(out), "--models", "betavae factorvae", "--betas", "1 4", "--seeds", "0 1"]
     options += ["--dsprites-root", str(tmp_path / "no_dsprites"), "--", "--trainer.max_epochs=2"]
-    result = subprocess.run(["bash", str(SCRIPT), *options], env=env, capture_output=True, text=True, timeout=60)
+    # 300 s: the script runs `betavae prefetch`, which converts the FID weights once when the cache is empty
+    result = subprocess.run(["bash", str(SCRIPT), *options], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "dSprites skipped: no" in result.stdout
     lines = [line.rstrip("\t").split("\t") for line in calls.read_text().splitlines()]
