@@ -119,9 +119,11 @@ def with_run_config(args: list[str]) -> list[str]:
     ckpt = option_value(rest, "--ckpt_path")
     if ckpt is None:
         return args
-    check_checkpoint(ckpt)  # a missing or broken file says so, rather than that its run has no config
+    if not Path(ckpt).expanduser().exists():  # a missing file says so, rather than that its run has no config
+        check_checkpoint(ckpt)
     config = run_dir_of(ckpt) / "config.yaml"
     if not config.is_file():
+        check_checkpoint(ckpt)  # a broken file says so first; a good one is checked (once) by the CLI
         raise FileNotFoundError(
             f"{args[0]}: no --config given and the checkpoint's run has no {config}; pass the run's config with "
             "--config FILE (the model is rebuilt from the checkpoint, the data from the config)"
