@@ -183,8 +183,29 @@ class RunConfigCallback(SaveConfigCallback):
     """LightningCLI's ``config.yaml`` in the run directory, and there the W&B run id (``wandb_id``), once the
     run's loggers have started (so a fresh run's folder never holds a file before its logger's)."""
 
+    def __init__(self, *args: Any, claimed: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.claimed = claimed  # the version_N folders this run claimed (betavae.versions)
+
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
+        # A version this run claimed is not written into config.yaml: rerunning or validating with that config
+        # gets a folder of its own, as it did before folders were claimed, instead of this run's.
+        unpinned = []
+        loggers = (self.config.get("trainer") or Namespace()).get("logger")
+        for entry in loggers if isinstance(loggers, list) else [loggers]:
+            init = entry.get("init_args") if isinstance(entry, Namespace) else None
+            version = init.get("version") if isinstance(init, Namespace) else None
+            if version is None:
+                continue
+            folder = Path(init.get("save_dir") or ".") / (init.get("name") or "") / f"version_{version}"
+            if str(folder) in self.claimed:
+                unpinned.append((init, version))
+                init.version = None
+        try:
+            super().setup(trainer, pl_module, stage)
+        finally:
+            for init, version in unpinned:
+                init.version = version
         trainer_run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
         write_run_ids(trainer)
 
@@ -319,6 +340,7 @@ class BetaVAECLI(LightningCLI):
         check_run_root((config.get("trainer") or {}).get("default_root_dir"))
         if self.subcommand == "fit":  # a run of its own: version_N claimed now, atomically (betavae.versions)
             self.claimed_folders = claim_logger_versions(config.trainer)
+            self.save_config_kwargs["claimed"] = frozenset(str(folder) for folder in self.claimed_folders)
         configure_wandb(config)
 
     def upgrade_checkpoint_hparams(self, config: Namespace) -> None:
