@@ -150,11 +150,17 @@ class ResumeSettings(Callback):
 
     def _configured(self, pl_module: L.LightningModule, values: Mapping[str, Any]) -> tuple[list, list]:
         saved = {k: pl_module.hparams[k] for k in values}
+        # injected optimizers and schedules (issue 21) live as plain attributes of the same name as well
+        attributes = {k: vars(pl_module)[k] for k in values if k in vars(pl_module)}
         try:
             pl_module.hparams.update(values)
+            for key in attributes:
+                setattr(pl_module, key, values[key])
             return _optimizers_and_schedulers(pl_module.configure_optimizers())
         finally:
             pl_module.hparams.update(saved)
+            for key, value in attributes.items():
+                setattr(pl_module, key, value)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.changes:

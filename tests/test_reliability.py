@@ -131,18 +131,20 @@ def test_cache_dir_that_is_a_file_is_one_message(tmp_path, monkeypatch, capsys):
 # ---------------------------------------------------------------- 2. a resume never silently ignores a setting
 def test_a_new_learning_rate_takes_effect_on_resume_and_is_recorded(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    fit("--model.init_args.lr=0.001", "--model.init_args.scheduler_gamma=0.5")
-    with pytest.warns(UserWarning, match=r"lr: 0\.001 -> 0\.2 \(optimizer\)"):
+    schedule = ["--model.init_args.lr_scheduler=torch.optim.lr_scheduler.ExponentialLR"]
+    schedule += ["--model.init_args.lr_scheduler.gamma=0.5"]
+    fit("--model.init_args.optimizer.init_args.lr=0.001", *schedule)
+    with pytest.warns(UserWarning, match=r"optimizer: \{.*'lr': 0\.001.*\} -> \{.*'lr': 0\.2.*\} \(optimizer\)"):
         resumed = fit(
             "--ckpt_path=last",
             "--trainer.max_epochs=2",
-            "--model.init_args.lr=0.2",
-            "--model.init_args.scheduler_gamma=0.5",
+            "--model.init_args.optimizer.init_args.lr=0.2",
+            *schedule,
         )
     # the restored schedule's progress (one step of 0.5) kept, on the new rate; then one more epoch's step
     assert resumed.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.2 * 0.5**2)
     config = yaml.safe_load((Path(resumed.trainer.log_dir) / "config.yaml").read_text())
-    assert config["model"]["init_args"]["lr"] == 0.2  # the record and the run agree
+    assert config["model"]["init_args"]["optimizer"]["init_args"]["lr"] == 0.2  # the record and the run agree
 
 
 def test_a_new_architecture_setting_stops_the_resume_with_one_message(tmp_path, monkeypatch, capsys):
