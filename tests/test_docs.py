@@ -198,7 +198,8 @@ NOT_RUN = [
     ),
     # docs/study_results.md
     (
-        r"scripts/disentanglement_study\.sh --cpu( --stage fit| --out runs/study2 .*)?$",
+        r"scripts/disentanglement_study\.sh --cpu"
+        r"( --stage fit| --out runs/study2 .*| --preset fast --fid-samples 200)?$",
         "the 30-run CPU study: hours of CPU; one tiny --cpu run through fit, evaluate, report, --stage and resume: "
         "test_disentanglement_study.py::test_the_cpu_study_resumes (slow tier)",
     ),
