@@ -14,7 +14,7 @@ from betavae.errors import ConfigError
 from betavae.image_seeds import image_seeds
 from betavae.models.base import check_non_negative
 from betavae.models.estimators import permute_dims
-from betavae.models.optim import build_optimizer, build_scheduler, scheduler_config
+from betavae.models.optim import build_optimizer, build_scheduler, scheduler_config, step_schedulers
 from betavae.models.posterior import DiagonalGaussian
 from betavae.models.vae import VAE
 from betavae.nets import CodeDiscriminator
@@ -147,14 +147,8 @@ class FactorVAE(VAE):
     on_test_epoch_start = on_validation_epoch_start
 
     def on_train_epoch_end(self) -> None:
-        schedulers = self.lr_schedulers()  # manual optimization: Lightning leaves the epoch's step to us
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
-            if scheduler is None:
-                continue
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(self.trainer.callback_metrics["val/loss"])
-            else:
-                scheduler.step()
+        """Step the schedules there are once per epoch (manual optimization leaves it to the model)."""
+        step_schedulers(self.lr_schedulers(), self.trainer.callback_metrics)
 
     def configure_optimizers(self) -> Any:
         """[the VAE's optimizer, the discriminator's], with the schedules that are not ``None`` (VAE's first)."""

@@ -18,7 +18,7 @@ from torch import nn
 
 from betavae.errors import ConfigError
 from betavae.models.base import AutoencoderModule
-from betavae.models.optim import build_optimizer, build_scheduler, scheduler_config
+from betavae.models.optim import build_optimizer, build_scheduler, scheduler_config, step_schedulers
 from betavae.models.vae import image_noise
 
 #: builds a generator from (latent_dim, channels, image_size); in YAML a class path with its other init_args
@@ -204,14 +204,7 @@ class DCGAN(AutoencoderModule):
     # ----------------------------------------------------------------- optimization
     def on_train_epoch_end(self) -> None:
         """Step the schedules there are once per epoch (manual optimization leaves it to the model)."""
-        schedulers = self.lr_schedulers()
-        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
-            if scheduler is None:
-                continue
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(self.trainer.callback_metrics["val/loss"])
-            else:
-                scheduler.step()
+        step_schedulers(self.lr_schedulers(), self.trainer.callback_metrics)
 
     def configure_optimizers(self) -> Any:
         """[discriminator's, generator's] optimizer, with the schedules that are not ``None`` (D's first)."""

@@ -57,3 +57,15 @@ def scheduler_config(scheduler: Any, monitor: str = "val/loss") -> dict[str, Any
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         config["monitor"] = monitor
     return config
+
+
+def step_schedulers(schedulers: Any, metrics: Any) -> None:
+    """One epoch's step of each schedule of a manually optimized model (``LightningModule.lr_schedulers()``:
+    one, a list, or ``None``); ``ReduceLROnPlateau`` steps on ``metrics["val/loss"]``."""
+    for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+        if scheduler is None:
+            continue
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(metrics["val/loss"])
+        else:
+            scheduler.step()
