@@ -67,7 +67,9 @@
 # $OUT/runs/<run>/wandb/: group = the dataset, tags = dataset, variant, beta<β>, seed<s>, study_cpu (config:
 # betavae.tracking's comparison keys and seed_everything); after `evaluate` its scores are added to that run's summary
 # (eval/mig, eval/psnr, ...; `betavae wandb-summary`). Only the --fid-seeds runs get FID (real InceptionV3
-# when its weights are present, with KID); the others are evaluated with --skip_fid true.
+# when its weights are present, with KID); the others are evaluated with --skip_fid true. The validation
+# images' features are encoded once, by the first such run, into $OUT/fid_reference_<dataset>_<n>.npz
+# (--fid.reference_cache; `python -m betavae fid` reads it too) and read by the others.
 #
 # --smoke: --betas "1 4" --seeds "0 1" unless given, the comparison models at the first seed only, 128
 # shapes at 32 px, a 2-block net, 2 training steps, FID on a stand-in feature network
@@ -250,8 +252,9 @@ eval_args() {  # the evaluate arguments of run $1 (index), after --ckpt_path
   if [[ $cpu -eq 1 ]]; then
     if [[ " $fid_seeds " == *" ${SEED[$i]} "* ]]; then
       local subset=$((fid_samples < 1000 ? fid_samples : 1000))
-      printf '%s\n' --fid.num_samples "$fid_samples" --fid.max_real_images "${fid_real:-$fid_samples}" \
-        --fid.kid_subset_size "$subset"
+      local real="${fid_real:-$fid_samples}"  # the reference features: encoded by the first run, read by the others
+      printf '%s\n' --fid.num_samples "$fid_samples" --fid.max_real_images "$real" \
+        --fid.kid_subset_size "$subset" --fid.reference_cache "$out/fid_reference_${GRID[$i]%%_*}_${real}.npz"
     else
       printf '%s\n' --skip_fid true
     fi

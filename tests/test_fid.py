@@ -21,6 +21,7 @@ import betavae.fid.weights as fid_module
 from betavae.callbacks import FID
 from betavae.cli import BetaVAECLI, main
 from betavae.data import ShapesDataModule
+from betavae.errors import ConfigError
 from betavae.fid import GenerativeScores, InceptionFeatures, InceptionWeightsError
 from betavae.models import BetaVAE
 
@@ -326,3 +327,74 @@ def test_real_inception_fid_matches_torchmetrics_directly():
     reference.update((real * 255).round().byte(), real=True)
     reference.update((fake * 255).round().byte(), real=False)
     assert scores.compute()["fid"] == pytest.approx(float(reference.compute()), rel=1e-3)
+
+
+def test_a_reference_cache_is_written_once_read_after_and_gives_the_same_scores(tmp_path):
+    from betavae.scoring.fid import FIDSettings, reference_description, score_samples
+
+    data = ShapesDataModule(num_images=48, image_size=16, batch_size=4)
+    data.setup("fit")
+    model = BetaVAE(latent_dim=4, **conv_nets(8, 16), in_channels=1, image_size=16)
+    cache = tmp_path / "reference.npz"
+    extractor = CountingFeatures()
+    settings = FIDSettings(
+        num_samples=20, batch_size=10, kid_subset_size=5, feature_extractor=extractor, reference_cache=str(cache)
+    )
+    described = reference_description(data, settings)
+    first = score_samples(model, settings, data.val_dataloader(), description=described)
+    n_val = len(data.val_set)
+    assert cache.is_file() and first["reference_cached"] is False and extractor.seen == n_val + 20
+    second = score_samples(model, settings, data.val_dataloader(), description=described)
+    assert second["reference_cached"] is True and extractor.seen == n_val + 40  # the reference is not encoded again
+    assert second["fid"] == pytest.approx(first["fid"], rel=1e-9) and second["kid"] == pytest.approx(
+        first["kid"], rel=1e-9
+    )
+    assert second["num_real"] == n_val
+    with np.load(cache) as stored:  # `python -m betavae fid`'s format: it reads this file as a statistics side
+        assert stored["features"].shape == (n_val, extractor.num_features) and "max_real_images" in str(
+            stored["reference"]
+        )
+
+    capped = FIDSettings(
+        num_samples=20,
+        batch_size=10,
+        kid_subset_size=5,
+        feature_extractor=extractor,
+        reference_cache=str(cache),
+        max_real_images=8,
+    )
+    with pytest.raises(ConfigError, match="reference: the file has .*max_real_images.*null.*this run needs"):
+        score_samples(model, capped, data.val_dataloader(), description=reference_description(data, capped))
+    with pytest.raises(ConfigError, match="must be a .npz"):
+        FIDSettings(reference_cache=str(tmp_path / "reference.pt"))
+
+
+def test_the_callback_reads_a_reference_cache_instead_of_encoding_the_split(tmp_path):
+    data_args = dict(num_images=48, image_size=16, batch_size=4)
+    runs = []
+    for _ in range(2):
+        extractor = CountingFeatures()
+        callback = FID(
+            every_n_epochs=1,
+            num_samples=8,
+            kid_subset_size=4,
+            feature_extractor=extractor,
+            reference_cache=str(tmp_path / "reference.npz"),
+        )
+        trainer = L.Trainer(
+            max_epochs=1,
+            limit_train_batches=1,
+            callbacks=[callback],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp_path,
+        )
+        torch.manual_seed(0)
+        trainer.fit(
+            BetaVAE(latent_dim=4, **conv_nets(8, 16), in_channels=1, image_size=16), ShapesDataModule(**data_args)
+        )
+        runs.append((extractor.seen, callback.scores.num_real, float(trainer.callback_metrics["val/fid"])))
+    n_val = runs[0][1]
+    assert runs[0][0] == n_val + 8 and runs[1] == (8, n_val, pytest.approx(runs[0][2], rel=1e-6))

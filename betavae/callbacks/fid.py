@@ -23,7 +23,16 @@ from betavae.errors import ConfigError
 from betavae.fid import GenerativeScores, InceptionWeightsError, add_samples, find_inception_weights, reference_room
 from betavae.run_folders import trainer_run_dir
 from betavae.run_labels import datamodule_label
-from betavae.scoring.fid import FIDSettings, describe_extractor, no_fid, prepare_scores, score_samples
+from betavae.scoring.fid import (
+    FIDSettings,
+    describe_extractor,
+    no_fid,
+    prepare_scores,
+    read_reference,
+    reference_description,
+    score_samples,
+    write_reference,
+)
 
 
 class FID(Callback):
@@ -59,6 +68,9 @@ class FID(Callback):
         feature_extractor: Instead of InceptionV3, a module mapping [0, 1] images (B, C, H, W) to
             features (B, d) with a ``num_features`` attribute (tests, other feature spaces; its scores
             are not comparable with Inception FIDs).
+        reference_cache: A ``.npz`` of the reference features, shared with ``evaluate``
+            (``betavae.scoring.fid.FIDSettings``): read at the first validation epoch when it holds this
+            run's reference, else written after it (by a single-process run; under DDP it is only read).
     """
 
     def __init__(
@@ -74,6 +86,7 @@ class FID(Callback):
         kid_subsets: int = 100,
         seed: int = 0,
         feature_extractor: nn.Module | None = None,
+        reference_cache: str | None = None,
     ) -> None:
         if every_n_epochs is not None and every_n_epochs < 1:
             raise ConfigError(f"every_n_epochs must be >= 1 or None (never), got {every_n_epochs}")
@@ -89,11 +102,14 @@ class FID(Callback):
             kid_subsets=kid_subsets,
             seed=seed,
             feature_extractor=feature_extractor,
+            reference_cache=reference_cache,
         )
         self.scores: GenerativeScores | None = None
         self.disabled: str | None = None
         self.reference_complete = False
         self.reference = "validation split"
+        self.description = ""
+        self.cached = False
         self._run_dir: Path | None = None
 
     # ----------------------------------------------------------------- scoring (betavae.scoring.fid)
@@ -109,7 +125,11 @@ class FID(Callback):
     def score(self, model: nn.Module, reference: Iterable[dict[str, Any]]) -> dict[str, Any]:
         """``score_samples`` with these settings, keeping the scorer (and its reference features) for the next call."""
         problem = self.prepare(model)
-        return no_fid(problem) if problem else score_samples(model, self.settings, reference, self.scores)
+        return (
+            no_fid(problem)
+            if problem
+            else score_samples(model, self.settings, reference, self.scores, self.description)
+        )
 
     # ----------------------------------------------------------------- hooks
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -137,6 +157,7 @@ class FID(Callback):
             rank_zero_info(f"FID on {describe_extractor(self.scores)}" + (f" (weights: {source})" if source else ""))
         self.disabled = problem
         self.reference = f"{datamodule_label(trainer.datamodule)} validation split"
+        self.description = reference_description(trainer.datamodule, self.settings)
 
     def _active(self, trainer: L.Trainer) -> bool:
         return (
@@ -147,8 +168,14 @@ class FID(Callback):
         )
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._active(trainer):
-            self.scores.to(pl_module.device)
+        if not self._active(trainer):
+            return
+        self.scores.to(pl_module.device)
+        if not self.reference_complete and self.settings.reference_cache:
+            if trainer.is_global_zero:  # the whole cached set once: FID's sums and KID's gathers add up
+                self.cached = read_reference(self.scores, self.settings, self.description)
+            self.cached = bool(trainer.strategy.broadcast(getattr(self, "cached", False)))
+            self.reference_complete = self.cached
 
     def on_validation_batch_end(
         self,
@@ -171,6 +198,8 @@ class FID(Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._active(trainer):
             return
+        if not self.reference_complete and self.settings.reference_cache and trainer.world_size == 1:
+            write_reference(self.scores, self.settings, self.description)
         self.reference_complete = True  # the first full validation epoch encoded the reference set
         if not due(trainer, self.every_n_epochs):
             return

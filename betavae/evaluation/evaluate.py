@@ -32,7 +32,7 @@ from betavae.loaded_checkpoint import LoadedCheckpoint
 from betavae.model_api import api_problem, evaluating, model_input, with_label
 from betavae.run_folders import run_dir_of
 from betavae.run_labels import datamodule_label
-from betavae.scoring.fid import FIDSettings
+from betavae.scoring.fid import FIDSettings, reference_description
 from betavae.scoring.fid import score_samples as sample_scores
 from betavae.scoring.reconstruction import reconstruction_metrics
 
@@ -145,10 +145,12 @@ def score_reconstructions(model: nn.Module, batches: Iterable[dict[str, Any]]) -
     return {**scores, "psnr_input": inputs.get("psnr"), "ssim_input": inputs.get("ssim"), "n": n}
 
 
-def score_samples(model: nn.Module, fid: FIDSettings, reference: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def score_samples(
+    model: nn.Module, fid: FIDSettings, reference: Iterable[dict[str, Any]], description: str = ""
+) -> dict[str, Any]:
     """FID/KID of ``fid.num_samples`` prior samples against the ``reference`` batches' images, with ``fid``'s
-    settings (``betavae.scoring.fid.score_samples``)."""
-    return sample_scores(model, fid, reference)
+    settings (``betavae.scoring.fid.score_samples``; ``description`` names the reference for its cache)."""
+    return sample_scores(model, fid, reference, description=description)
 
 
 def evaluate_checkpoint(
@@ -223,7 +225,8 @@ def evaluate_checkpoint(
     if skip_fid:
         samples: dict[str, Any] = {"fid_note": "not computed (skip_fid)"}
     else:
-        samples = score_samples(model, fid, validation_batches(datamodule))
+        described = reference_description(datamodule, fid)
+        samples = score_samples(model, fid, validation_batches(datamodule), described)
     fid_seconds = time.perf_counter() - start
     scores, dis_seconds, dis_cpu = timed_disentanglement(
         model, datamodule, validation_batches(datamodule), **(disentanglement or {})
@@ -256,6 +259,8 @@ def evaluate_checkpoint(
         "fid_reference": f"{dataset} validation split" if "fid" in samples else None,
         "fid_feature_extractor": samples.get("feature_extractor"),
         "fid_note": samples.get("fid_note"),
+        "fid_reference_cache": samples.get("reference_cache"),
+        "fid_reference_cached": samples.get("reference_cached"),
         **scores,
         "seconds": {
             "reconstructions": round(recon_seconds, 2),

@@ -147,8 +147,9 @@ def load_stats(path: str | Path) -> FeatureSet:
     return FeatureSet(path, network, n, mu.astype(np.float64), sigma.astype(np.float64), features)
 
 
-def save_stats(features: FeatureSet, path: str | Path) -> Path:
-    """Write ``mu``, ``sigma`` (pytorch-fid's keys), ``n``, ``network`` and ``features`` (float32) to ``path``."""
+def save_stats(features: FeatureSet, path: str | Path, **notes: str) -> Path:
+    """Write ``mu``, ``sigma`` (pytorch-fid's keys), ``n``, ``network``, ``features`` (float32) and any ``notes``
+    (strings, e.g. ``reference``: what the features were computed from) to ``path``."""
     path = Path(path).expanduser()
     if path.suffix != ".npz":
         raise ConfigError(f"statistics are written to a .npz file; got {path}")
@@ -161,5 +162,6 @@ def save_stats(features: FeatureSet, path: str | Path) -> Path:
     }
     if features.features is not None:
         arrays["features"] = features.features
+    arrays.update({key: np.str_(value) for key, value in notes.items()})
     np.savez(path, **arrays)
     return path

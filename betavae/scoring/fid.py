@@ -7,10 +7,14 @@ and the scores themselves (torchmetrics) live in ``betavae.fid``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
@@ -24,6 +28,7 @@ from betavae.fid import (
     locate_inception_weights,
     reference_room,
 )
+from betavae.fid.stats import FeatureSet, load_stats, moments, save_stats
 from betavae.model_api import api_problem
 
 
@@ -44,6 +49,11 @@ class FIDSettings:
         seed: Seed of the prior draws.
         feature_extractor: Instead of InceptionV3, a module mapping [0, 1] images (B, C, H, W) to
             features (B, d) with a ``num_features`` attribute (its scores are not comparable with Inception FIDs).
+        reference_cache: A ``.npz`` file for the reference features (``python -m betavae fid``'s format, plus
+            what they were computed from): read when it holds the same reference (data module and its
+            arguments, ``max_real_images``) through the same feature network, else computed and written
+            there. Runs that score against one validation split (a study's) then encode it once. A file
+            made from another reference or network is refused, naming both. ``None``: no file.
 
     Raises:
         ConfigError: a value out of range (named).
@@ -59,6 +69,7 @@ class FIDSettings:
     kid_subsets: int = 100
     seed: int = 0
     feature_extractor: nn.Module | None = None
+    reference_cache: str | None = None
 
     def __post_init__(self) -> None:
         if self.num_samples < 2 or self.batch_size < 1 or self.kid_subset_size < 2 or self.kid_subsets < 1:
@@ -72,6 +83,8 @@ class FIDSettings:
             raise ConfigError(f"feature must be one of {INCEPTION_FEATURES}, got {self.feature}")
         if self.max_real_images is not None and self.max_real_images < 2:
             raise ConfigError(f"max_real_images must be >= 2 or None (all), got {self.max_real_images}")
+        if self.reference_cache is not None and not str(self.reference_cache).endswith(".npz"):
+            raise ConfigError(f"reference_cache must be a .npz file, got {self.reference_cache!r}")
 
 
 def build_scores(settings: FIDSettings, download: bool = False) -> GenerativeScores:
@@ -119,11 +132,67 @@ def no_fid(problem: str) -> dict[str, Any]:
     return {"fid_note": problem.splitlines()[0]}
 
 
+def reference_description(datamodule: Any, settings: FIDSettings) -> str:
+    """What a reference set is computed from, for ``reference_cache``: the data module's class and arguments,
+    the validation split, and the ``max_real_images`` cap."""
+    hparams = dict(getattr(datamodule, "hparams", {}) or {})
+    data = f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"
+    return json.dumps(
+        {"data": data, "init_args": hparams, "split": "validation", "max_real_images": settings.max_real_images},
+        sort_keys=True,
+        default=str,
+    )
+
+
+def read_reference(scores: GenerativeScores, settings: FIDSettings, description: str) -> bool:
+    """Add the reference features of ``settings.reference_cache`` to ``scores`` when the file exists; ``False``
+    when there is no file (nothing added).
+
+    Raises:
+        ConfigError: the file holds another reference, another feature network or no features.
+    """
+    if settings.reference_cache is None or not Path(settings.reference_cache).expanduser().is_file():
+        return False
+    stored = load_stats(settings.reference_cache)
+    network = describe_extractor(scores)
+    with np.load(stored.path, allow_pickle=False) as data:
+        made_from = str(data["reference"]) if "reference" in data.files else "unknown (no 'reference' entry)"
+    problems = [
+        f"{what}: the file has {theirs}, this run needs {ours}"
+        for what, theirs, ours in (("feature network", stored.network, network), ("reference", made_from, description))
+        if theirs != ours
+    ]
+    if stored.features is None:
+        problems.append("it holds no features (a statistics-only file), and KID needs them")
+    if problems:
+        raise ConfigError(
+            f"FID reference cache {stored.path} was made from something else; delete it or choose another "
+            "--fid.reference_cache.\n  " + "\n  ".join(problems)
+        )
+    device = scores.fid.real_features_num_samples.device
+    scores.update_features(torch.from_numpy(stored.features).to(device), real=True)
+    return True
+
+
+def write_reference(scores: GenerativeScores, settings: FIDSettings, description: str) -> Path | None:
+    """Write ``scores``' reference features to ``settings.reference_cache`` (``None``: no file set)."""
+    if settings.reference_cache is None:
+        return None
+    features = torch.cat(scores.kid_features[True]).cpu().numpy()  # (N, d) float64
+    mu, sigma = moments(features)
+    path = Path(settings.reference_cache).expanduser()
+    network = describe_extractor(scores)
+    return save_stats(
+        FeatureSet(path, network, len(features), mu, sigma, features.astype(np.float32)), path, reference=description
+    )
+
+
 def score_samples(
     model: nn.Module,
     settings: FIDSettings,
     reference: Iterable[dict[str, Any]],
     scores: GenerativeScores | None = None,
+    description: str = "",
 ) -> dict[str, Any]:
     """FID/KID of ``settings.num_samples`` prior samples of ``model`` against the images of the ``reference``
     batches (normalized, as a model sees them), in one process: what ``evaluate`` reports.
@@ -133,6 +202,8 @@ def score_samples(
         settings: Feature network, sample count, seed, reference cap.
         reference: Batches with the normalized ``"image"``; read only when ``scores`` has no reference features.
         scores: A scorer to reuse (its reference features are kept); ``None``: a new one.
+        description: What ``reference`` is (``reference_description``), checked against and written to
+            ``settings.reference_cache``.
 
     Returns:
         ``fid``, ``kid``, ``kid_std``, ``num_real``, ``num_fake`` and ``feature_extractor``; or only
@@ -148,6 +219,7 @@ def score_samples(
     device = next(model.parameters()).device
     scores = scores.to(device)
     scores.reset()
+    cached = scores.num_real == 0 and read_reference(scores, settings, description)
     if scores.num_real == 0:  # the reference features are computed once per scorer
         for batch in reference:
             room = reference_room(settings.max_real_images, 1, scores.num_real)
@@ -155,7 +227,13 @@ def score_samples(
             if len(pixels) == 0:
                 break
             scores.update(pixels, real=True)
+        write_reference(scores, settings, description)
     add_samples(model, scores, settings.num_samples, settings.batch_size, settings.seed)
     result = scores.compute(settings.seed)
     scores.reset()
-    return {**result, "feature_extractor": describe_extractor(scores)}
+    cache = (
+        {"reference_cache": str(settings.reference_cache), "reference_cached": cached}
+        if settings.reference_cache
+        else {}
+    )
+    return {**result, "feature_extractor": describe_extractor(scores), **cache}
