@@ -330,6 +330,7 @@ def test_real_inception_fid_matches_torchmetrics_directly():
 
 
 def test_a_reference_cache_is_written_once_read_after_and_gives_the_same_scores(tmp_path):
+    from betavae.fid.stats import load_stats
     from betavae.scoring.fid import FIDSettings, reference_description, score_samples
 
     data = ShapesDataModule(num_images=48, image_size=16, batch_size=4)
@@ -350,6 +351,7 @@ def test_a_reference_cache_is_written_once_read_after_and_gives_the_same_scores(
         first["kid"], rel=1e-9
     )
     assert second["num_real"] == n_val
+    assert load_stats(cache).network == extractor.network  # what `python -m betavae fid` checks of a statistics side
     with np.load(cache) as stored:  # `python -m betavae fid`'s format: it reads this file as a statistics side
         assert stored["features"].shape == (n_val, extractor.num_features) and "max_real_images" in str(
             stored["reference"]

@@ -132,6 +132,11 @@ def no_fid(problem: str) -> dict[str, Any]:
     return {"fid_note": problem.splitlines()[0]}
 
 
+def network_name(scores: GenerativeScores) -> str:
+    """The feature network's name as statistics files record it (``python -m betavae fid`` checks the same)."""
+    return str(getattr(scores.extractor, "network", describe_extractor(scores)))
+
+
 def reference_description(datamodule: Any, settings: FIDSettings) -> str:
     """What a reference set is computed from, for ``reference_cache``: the data module's class and arguments,
     the validation split, and the ``max_real_images`` cap."""
@@ -154,7 +159,7 @@ def read_reference(scores: GenerativeScores, settings: FIDSettings, description:
     if settings.reference_cache is None or not Path(settings.reference_cache).expanduser().is_file():
         return False
     stored = load_stats(settings.reference_cache)
-    network = describe_extractor(scores)
+    network = network_name(scores)
     with np.load(stored.path, allow_pickle=False) as data:
         made_from = str(data["reference"]) if "reference" in data.files else "unknown (no 'reference' entry)"
     problems = [
@@ -181,7 +186,7 @@ def write_reference(scores: GenerativeScores, settings: FIDSettings, description
     features = torch.cat(scores.kid_features[True]).cpu().numpy()  # (N, d) float64
     mu, sigma = moments(features)
     path = Path(settings.reference_cache).expanduser()
-    network = describe_extractor(scores)
+    network = network_name(scores)
     return save_stats(
         FeatureSet(path, network, len(features), mu, sigma, features.astype(np.float32)), path, reference=description
     )
