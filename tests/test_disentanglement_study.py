@@ -52,6 +52,18 @@ def test_the_smoke_study_aggregates_seeds(tmp_path):
     assert "dSprites skipped" in log
     check_report(tmp_path, {("BetaVAE β=4", "4.0"): 2})
     assert (tmp_path / "runs" / "shapes_betavae_b4_s1" / "version_0" / "evaluation" / "last.json").is_file()
+    # the published traversal figure: the median run by MIG of each setting (of two seeds: the lower one)
+    migs = {
+        s: json.loads((tmp_path / "runs" / f"shapes_betavae_b4_s{s}/version_0/evaluation/last.json").read_text())["mig"]
+        for s in (0, 1)
+    }
+    figure = tmp_path / "pair.png"
+    script = [sys.executable, str(REPO / "scripts" / "study_traversals.py"), str(tmp_path)]
+    options = ["--top_k", "2", "--output", str(figure)]
+    out = run_process([*script, "shapes_betavae_b4", "shapes_betavae_b4", *options], dict(os.environ), 600, REPO)
+    lower = min(migs, key=lambda s: (migs[s], s))
+    assert f"shapes_betavae_b4: seed {lower} (mig {migs[lower]:.3f}, median of 2)" in out
+    assert figure.stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -86,7 +98,7 @@ def test_slurm_submits_a_fit_and_an_evaluate_job_per_run_then_the_report(tmp_pat
     # 300 s: the script runs `betavae prefetch`, which converts the FID weights once when the cache is empty
     result = subprocess.run(["bash", str(SCRIPT), *options], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "dSprites skipped: no" in result.stdout
+    assert "dSprites skipped: no" in out
     lines = [line.rstrip("\t").split("\t") for line in calls.read_text().splitlines()]
     fits, evals, report = lines[0:-1:2], lines[1:-1:2], lines[-1]
     names = ["shapes_betavae_b1_s0", "shapes_betavae_b1_s1", "shapes_betavae_b4_s0", "shapes_betavae_b4_s1"]
