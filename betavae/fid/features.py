@@ -57,7 +57,7 @@ class PixelFeatures(nn.Module):
     """A cheap stand-in feature network for smoke runs and tests: the mean channel average-pooled to
     ``size`` × ``size`` pixels, a fixed seeded random projection to ``num_features`` and a tanh.
 
-    Needs no weights file, so FID can run offline end to end; its scores are not comparable with
+    Needs no weights file and costs microseconds per image, for smoke runs and tests; its scores are not comparable with
     Inception FIDs (or with each other across ``num_features``, ``size`` and ``seed``).
 
     Args:
