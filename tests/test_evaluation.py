@@ -316,6 +316,30 @@ def test_fit_evaluate_and_report_carry_every_disentanglement_metric(tmp_path, mo
         assert (tmp_path / "report" / f"{chart}.png").stat().st_size > 0
 
 
+def test_evaluate_with_the_random_forest_records_and_shows_dcis_estimator(tmp_path, monkeypatch, capsys):
+    from betavae.errors import ConfigError
+    from betavae.evaluation import score_disentanglement
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "--dci_estimator {gbt,random_forest}" in capsys.readouterr().out
+    model = BetaVAE(in_channels=3, image_size=16, **conv_nets(8), latent_dim=2)
+    with pytest.raises(ConfigError, match="dci_estimator must be one of gbt, random_forest; got 'lasso'"):
+        score_disentanglement(model, None, [], preset="fast", dci_estimator="lasso")  # before any work
+    monkeypatch.chdir(tmp_path)
+    run = train("shapes_b4")
+    ckpt = run / "checkpoints" / "last.ckpt"
+    tiny = f"--disentanglement_preset={json.dumps(TINY_PRESET)}"
+    main(["evaluate", f"--ckpt_path={ckpt}", tiny, "--dci_estimator=random_forest", "--skip_fid=true"])
+    result = json.loads((run / "evaluation" / "last.json").read_text())
+    assert result["dci_estimator"] == "random_forest"
+    assert all(0.0 <= result[f"dci_{k}"] <= 1.0 for k in ("disentanglement", "completeness", "informativeness"))
+    md = (run / "evaluation" / "last.md").read_text().splitlines()
+    assert "| Explicitness | DCI estimator | n |" in md[0] and "| random_forest |" in md[2]
+    with pytest.raises(SystemExit):
+        main(["evaluate", f"--ckpt_path={ckpt}", tiny, "--dci_estimator=lasso", "--skip_fid=true"])
+
+
 def test_evaluate_with_preset_none_or_without_ground_truth_notes_why(tmp_path, monkeypatch, image_folder):
     from betavae.data import ImageFolderDataModule
     from betavae.evaluation import score_disentanglement
