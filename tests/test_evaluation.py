@@ -460,8 +460,10 @@ def test_report_reads_the_metrics_of_a_training_log(tmp_path):
     (run / "metrics.csv").write_text(
         "epoch,step,val/psnr,val/ssim,val/mig,val/betavae_score\n0,10,20.0,0.5,,\n1,20,21.0,0.6,0.25,0.7\n2,30,22.0,0.7,,\n"
     )
-    (run / "disentanglement.jsonl").write_text(json.dumps({"preset": {"name": "fast"}, "seed": 0, "basis": "grid"}))
+    line = {"preset": {"name": "fast"}, "dci_estimator": "random_forest", "seed": 0, "basis": "grid"}
+    (run / "disentanglement.jsonl").write_text(json.dumps(line))
     (found,) = collect([tmp_path / "runs"])
     assert found["psnr"] == 22.0 and found["mig"] == 0.25 and found["betavae_score"] == 0.7 and found["sap"] is None
     assert found["model"] == "BetaVAE" and found["disentanglement_preset"] == {"name": "fast"}
+    assert found["dci_estimator"] == "random_forest"
     assert "| quickstart/version_0 |" in markdown_table([found])
