@@ -77,7 +77,7 @@ class BetaVAETrainer(Trainer):
                 ``betavae.disentanglement.Preset``.
             dci_estimator: DCI's classifier: ``gbt`` (disentanglement_lib's gradient-boosted trees, the
                 protocol's numbers; ~350 s of CPU at the default preset) or ``random_forest`` (Eastwood &
-                Williams 2018's estimator, fixed settings: ~20x cheaper, other numbers; never compare DCI
+                Williams 2018's estimator, fixed settings: ~13 s, 30x less CPU; other numbers, never compare DCI
                 across estimators). The JSON records it as ``dci_estimator``.
             skip_fid: No FID/KID (e.g. a study's other seeds, where the Inception features cost more than
                 the rest of the evaluation); the JSON says so in ``fid_note``.

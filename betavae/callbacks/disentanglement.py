@@ -66,7 +66,7 @@ class DisentanglementMetrics(Callback):
         n_jobs: DCI's factors fitted in parallel processes (``None``: one per core; 1: one at a time); the
             scores do not depend on it.
         dci_estimator: DCI's classifier: ``gbt`` (disentanglement_lib's gradient-boosted trees, the default) or
-            ``random_forest`` (Eastwood & Williams 2018's estimator; ~20x cheaper, other numbers: compare runs
+            ``random_forest`` (Eastwood & Williams 2018's estimator; 20-30x less CPU, other numbers: compare runs
             under one estimator only; ``betavae.disentanglement.dci_classifier``). ``evaluate`` has its own
             ``--dci_estimator``.
     """

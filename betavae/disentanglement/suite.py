@@ -139,7 +139,7 @@ def evaluate_codes(
             do not depend on it.
         progress: Told when each metric starts and finishes (``betavae.disentanglement.progress``).
         dci_estimator: DCI's classifier (``dci_classifier``): ``"gbt"``, disentanglement_lib's gradient-boosted
-            trees, or ``"random_forest"``, ~20x cheaper with other numbers; compare under one estimator only.
+            trees, or ``"random_forest"``, 20-30x less CPU, other numbers; compare under one estimator only.
 
     Returns:
         ``{"mig", "sap", "dci_disentanglement", "dci_completeness", "dci_informativeness", "modularity",
