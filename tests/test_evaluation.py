@@ -324,7 +324,7 @@ def test_evaluate_with_the_random_forest_records_and_shows_dcis_estimator(tmp_pa
         main(["evaluate", "--help"])
     assert "--dci_estimator {gbt,random_forest}" in capsys.readouterr().out
     model = BetaVAE(in_channels=3, image_size=16, **conv_nets(8), latent_dim=2)
-    with pytest.raises(ConfigError, match="dci_estimator must be one of gbt, random_forest; got 'lasso'"):
+    with pytest.raises(ConfigError, match="dci_estimator must be one of 'gbt', 'random_forest'; got 'lasso'"):
         score_disentanglement(model, None, [], preset="fast", dci_estimator="lasso")  # before any work
     monkeypatch.chdir(tmp_path)
     run = train("shapes_b4")

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from betavae.disentanglement import ALL_KEYS, DCI_ESTIMATORS, DCIEstimator, Preset
+from betavae.disentanglement import ALL_KEYS, DCIEstimator, Preset
+from betavae.disentanglement.classifiers import check_dci_estimator
 from betavae.disentanglement.progress import RichProgress
 from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating
@@ -79,8 +80,10 @@ def score_disentanglement(
     """
     if not isinstance(preset, Preset) and preset not in PRESETS:
         raise ConfigError(f"disentanglement_preset must be one of {', '.join(PRESETS)}; got {preset!r}")
-    if dci_estimator not in DCI_ESTIMATORS:
-        raise ConfigError(f"dci_estimator must be one of {', '.join(DCI_ESTIMATORS)}; got {dci_estimator!r}")
+    try:
+        check_dci_estimator(dci_estimator)
+    except ValueError as err:  # a setting of the command: one ConfigError, before any work
+        raise ConfigError(str(err)) from None
     out: dict[str, Any] = {key: None for key in ALL_KEYS}
     out.update(
         disentanglement_preset=preset_sizes(preset) if preset != "none" else None,
