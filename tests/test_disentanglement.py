@@ -22,6 +22,7 @@ from betavae.disentanglement import (
     Preset,
     betavae_score,
     dci,
+    dci_classifier,
     dimension_attributes,
     disentanglement_completeness,
     evaluate_codes,
@@ -207,6 +208,57 @@ def test_dci_other_estimators_and_parallel_factors_give_the_same_numbers():
         assert dci(codes, factors, estimator=forest, n_jobs=2) == dci(codes, factors, estimator=forest)
     with pytest.raises(ValueError, match="LogisticRegression has no feature_importances_"):
         dci(codes, factors, estimator=LogisticRegression())
+
+
+def test_dci_estimator_gbt_is_the_default_bit_for_bit():
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    factors = factors_of(SMALL, 200)
+    codes = factors + np.random.default_rng(3).normal(scale=0.5, size=factors.shape)
+    assert dci(codes, factors, seed=2, estimator="gbt") == dci(codes, factors, seed=2)
+    assert dci_classifier("gbt", 2).get_params() == GradientBoostingClassifier(random_state=2).get_params()
+    suite = evaluate_codes(codes, factors, preset=TINY, seed=1)
+    assert evaluate_codes(codes, factors, preset=TINY, seed=1, dci_estimator="gbt") == suite
+
+
+def test_dci_random_forest_is_bounded_seeded_and_ranks_a_disentangled_code_first():
+    factors = factors_of(SMALL, 450)
+    rng = np.random.default_rng(4)
+    disentangled = factors[:, [3, 1, 0, 2]] + rng.normal(scale=0.1, size=factors.shape)
+    mixing = np.linalg.qr(rng.normal(size=(4, 4)))[0]  # a random rotation: every dimension mixes all factors
+    entangled = disentangled @ mixing
+    noisy = disentangled + rng.normal(scale=0.7, size=factors.shape)  # scores well inside (0, 1)
+    seeded = dci(noisy, factors, seed=1, estimator="random_forest")
+    assert all(0.05 < v < 0.95 for v in seeded.values())
+    assert dci(noisy, factors, seed=1, estimator="random_forest") == seeded
+    assert dci(noisy, factors, seed=2, estimator="random_forest") != seeded
+    assert dci(noisy, factors, seed=1) != seeded  # another estimator: other numbers
+    first = dci(disentangled, factors, seed=1, estimator="random_forest")
+    assert all(0.9 < v <= 1.0 for v in first.values())
+    mixed = dci(entangled, factors, seed=1, estimator="random_forest")
+    assert mixed["disentanglement"] < first["disentanglement"] - 0.3
+    assert mixed["completeness"] < first["completeness"] - 0.3
+    suite = evaluate_codes(disentangled, factors, preset=TINY, seed=1, dci_estimator="random_forest")
+    assert suite == evaluate_codes(disentangled, factors, preset=TINY, seed=1, dci_estimator="random_forest")
+    assert (
+        suite["dci_disentanglement"]
+        != evaluate_codes(disentangled, factors, preset=TINY, seed=1)["dci_disentanglement"]
+    )
+
+
+def test_an_unknown_dci_estimator_is_one_error_before_any_work():
+    factors = factors_of(SMALL, 200)
+    message = "dci_estimator must be one of 'gbt', 'random_forest'; got 'xgboost'"
+    with pytest.raises(ValueError, match=message):
+        dci(factors + 0.5, factors, estimator="xgboost")
+    with pytest.raises(ValueError, match=message):
+        evaluate_codes(factors + 0.5, factors, preset=TINY, dci_estimator="xgboost")
+
+    def never(images):
+        raise AssertionError("no image is drawn for a wrong name")
+
+    with pytest.raises(ValueError, match=message):
+        evaluate_representation(SMALL, never, preset=TINY, dci_estimator="xgboost")
 
 
 # ----------------------------------------------------------------- intervention scores

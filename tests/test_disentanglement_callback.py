@@ -33,6 +33,7 @@ from betavae.disentanglement import (
 )
 from betavae.models import AutoencoderModule, DiagonalGaussian
 from betavae.scoring.codes import ValidationCodes, dimension_captions, ground_truth_columns, interleave_ranks
+from betavae.scoring.disentanglement import grid_scores
 from betavae.scoring.traversal import row_label
 
 TINY_PRESET = Preset(
@@ -124,7 +125,23 @@ def test_callback_logs_every_metric_on_factor_data_and_they_are_evaluate_represe
         assert scores[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-7), key
     record = json.loads((Path(trainer.log_dir) / "disentanglement.jsonl").read_text().splitlines()[-1])
     assert record["seed"] == 3 and record["preset"]["name"] == "custom" and record["preset"]["num_train"] == 60
+    assert record["dci_estimator"] == "gbt"  # the protocol's estimator unless asked otherwise
     assert record["basis"] == "dsprites factor grid (3×2×4×3×3), uniform draws"
+
+
+def test_callback_with_the_random_forest_logs_its_dci_and_records_the_estimator(tmp_path):
+    dm = dsprites(tmp_path)
+    callback = DisentanglementMetrics(1, TINY_PRESET, seed=3, interventions=False, dci_estimator="random_forest")
+    model = CentroidCodes()
+    trainer = fit(tmp_path, model, dm, [callback])
+    scores = logged(trainer)
+    expected = grid_scores(model, dm, TINY_PRESET, 3, interventions=False, dci_estimator="random_forest")["scores"]
+    protocol = grid_scores(model, dm, TINY_PRESET, 3, interventions=False)["scores"]
+    assert expected["dci_disentanglement"] != protocol["dci_disentanglement"]  # the estimator was passed on
+    for key in SAMPLE_KEYS:
+        assert scores[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-7), key
+    record = json.loads((Path(trainer.log_dir) / "disentanglement.jsonl").read_text().splitlines()[-1])
+    assert record["dci_estimator"] == "random_forest" and callback.settings.dci_estimator == "random_forest"
 
 
 def test_callback_scores_attribute_data_on_the_validation_codes(tmp_path):
@@ -291,5 +308,7 @@ def test_bad_settings_are_config_errors():
         DisentanglementMetrics(every_n_epochs=0)
     with pytest.raises(ValueError, match="preset must be 'default', 'fast' or a Preset"):
         DisentanglementMetrics(preset="slow")
+    with pytest.raises(ConfigError, match="dci_estimator must be one of 'gbt', 'random_forest'; got 'lasso'"):
+        DisentanglementMetrics(dci_estimator="lasso")
     with pytest.raises(ConfigError, match="label_images must be at least 2"):
         LatentTraversal(label_images=1)

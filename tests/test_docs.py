@@ -174,6 +174,11 @@ NOT_RUN = [
         r"python scripts/profile_scoring\.py",
         "a profiling benchmark (minutes); its results are the page's tables",
     ),
+    (
+        r"python scripts/compare_dci_estimators\.py",
+        "a benchmark: ~6 minutes of CPU (gradient-boosted trees at the default preset); its figures are the "
+        "table in docs/scoring_speed.md, and both estimators run in test_disentanglement.py",
+    ),
     (r"python scripts/crosscheck_disentanglement_lib\.py", "needs a checkout of disentanglement_lib"),
     (r"python scripts/dashboard_figure\.py --train", "trains three runs (minutes); --runs is tested"),
     # docs/fid.md

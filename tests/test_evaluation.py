@@ -316,6 +316,30 @@ def test_fit_evaluate_and_report_carry_every_disentanglement_metric(tmp_path, mo
         assert (tmp_path / "report" / f"{chart}.png").stat().st_size > 0
 
 
+def test_evaluate_with_the_random_forest_records_and_shows_dcis_estimator(tmp_path, monkeypatch, capsys):
+    from betavae.errors import ConfigError
+    from betavae.evaluation import score_disentanglement
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "--dci_estimator {gbt,random_forest}" in capsys.readouterr().out
+    model = BetaVAE(in_channels=3, image_size=16, **conv_nets(8), latent_dim=2)
+    with pytest.raises(ConfigError, match="dci_estimator must be one of 'gbt', 'random_forest'; got 'lasso'"):
+        score_disentanglement(model, None, [], preset="fast", dci_estimator="lasso")  # before any work
+    monkeypatch.chdir(tmp_path)
+    run = train("shapes_b4")
+    ckpt = run / "checkpoints" / "last.ckpt"
+    tiny = f"--disentanglement_preset={json.dumps(TINY_PRESET)}"
+    main(["evaluate", f"--ckpt_path={ckpt}", tiny, "--dci_estimator=random_forest", "--skip_fid=true"])
+    result = json.loads((run / "evaluation" / "last.json").read_text())
+    assert result["dci_estimator"] == "random_forest"
+    assert all(0.0 <= result[f"dci_{k}"] <= 1.0 for k in ("disentanglement", "completeness", "informativeness"))
+    md = (run / "evaluation" / "last.md").read_text().splitlines()
+    assert "| Explicitness | DCI estimator | n |" in md[0] and "| random_forest |" in md[2]
+    with pytest.raises(SystemExit):
+        main(["evaluate", f"--ckpt_path={ckpt}", tiny, "--dci_estimator=lasso", "--skip_fid=true"])
+
+
 def test_evaluate_with_preset_none_or_without_ground_truth_notes_why(tmp_path, monkeypatch, image_folder):
     from betavae.data import ImageFolderDataModule
     from betavae.evaluation import score_disentanglement
@@ -436,8 +460,10 @@ def test_report_reads_the_metrics_of_a_training_log(tmp_path):
     (run / "metrics.csv").write_text(
         "epoch,step,val/psnr,val/ssim,val/mig,val/betavae_score\n0,10,20.0,0.5,,\n1,20,21.0,0.6,0.25,0.7\n2,30,22.0,0.7,,\n"
     )
-    (run / "disentanglement.jsonl").write_text(json.dumps({"preset": {"name": "fast"}, "seed": 0, "basis": "grid"}))
+    line = {"preset": {"name": "fast"}, "dci_estimator": "random_forest", "seed": 0, "basis": "grid"}
+    (run / "disentanglement.jsonl").write_text(json.dumps(line))
     (found,) = collect([tmp_path / "runs"])
     assert found["psnr"] == 22.0 and found["mig"] == 0.25 and found["betavae_score"] == 0.7 and found["sap"] is None
     assert found["model"] == "BetaVAE" and found["disentanglement_preset"] == {"name": "fast"}
+    assert found["dci_estimator"] == "random_forest"
     assert "| quickstart/version_0 |" in markdown_table([found])

@@ -83,6 +83,34 @@ def test_different_weights_or_unknown_seeds_are_never_merged(tmp_path, records):
     assert [r["seed"] for r in with_seeds([no_config, g35])] == [None, 0]
 
 
+def test_dci_numbers_of_different_estimators_are_never_one_row(tmp_path, records):
+    legacy = records["b4"]  # no dci_estimator: written when gradient-boosted trees were the only estimator
+    # the same runs, evaluated again with the random forest
+    forest = [
+        {**r, "dci_estimator": "random_forest", "dci_disentanglement": 0.9 + 0.01 * i} for i, r in enumerate(legacy)
+    ]
+    groups = {g.label: g for g in aggregate(legacy + forest)}
+    assert set(groups) == {"BetaVAE β=4", "BetaVAE (DCI: random_forest) β=4"}
+    gbt, rf = groups["BetaVAE β=4"], groups["BetaVAE (DCI: random_forest) β=4"]
+    assert gbt.seeds == rf.seeds == [0, 1, 2] and (gbt.dci_estimator, rf.dci_estimator) == ("gbt", "random_forest")
+    assert rf.stats["dci_disentanglement"] == pytest.approx((0.91, 0.9, 0.92, 3))
+    values = np.array([r["dci_disentanglement"] for r in legacy])
+    assert gbt.stats["dci_disentanglement"] == pytest.approx((np.median(values), values.min(), values.max(), 3))
+    explicit = [{**r, "dci_estimator": "gbt"} for r in legacy[1:]]
+    assert len(aggregate(legacy[:1] + explicit)) == 1  # "gbt" and no estimator: the same numbers' kind
+
+    files = write_report(legacy + forest, tmp_path / "report")
+    results = list(csv.DictReader(files["csv"].open()))
+    assert sorted(r["dci_estimator"] for r in results) == ["gbt"] * 3 + ["random_forest"] * 3
+    table = files["markdown"].read_text().splitlines()
+    assert "| DCI estimator |" in table[0] and sum("| random_forest |" in line for line in table) == 3
+    seeds = {r["label"]: r for r in csv.DictReader(files["seeds_csv"].open())}
+    assert seeds["BetaVAE (DCI: random_forest) β=4"]["dci_estimator"] == "random_forest"
+    assert seeds["BetaVAE β=4"]["dci_estimator"] == "gbt"
+    assert "| BetaVAE (DCI: random_forest) | 4 | 3 | 0, 1, 2 |" in files["seeds"].read_text()
+    assert "DCI estimator" not in write_report(legacy, tmp_path / "gbt")["markdown"].read_text().splitlines()[0]
+
+
 def test_spread_cell_formats_median_range_and_missing_seeds():
     assert spread_cell((0.5, 0.25, 0.75, 3), 3, 3) == "0.500 [0.250, 0.750]"
     assert spread_cell((0.5, 0.5, 0.5, 1), 1, 2) == "0.50"

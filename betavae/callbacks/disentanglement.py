@@ -16,7 +16,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from betavae.callbacks._common import due
-from betavae.disentanglement import Preset
+from betavae.disentanglement import DCIEstimator, Preset
+from betavae.disentanglement.classifiers import check_dci_estimator
 from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating
 from betavae.run_folders import trainer_run_dir
@@ -43,8 +44,8 @@ class DisentanglementMetrics(Callback):
 
     Under DDP the validation codes are gathered from every process (the same images as one process would
     see), the metrics are computed on rank zero and broadcast, so every rank logs the same numbers, to
-    every logger. Each result is also appended, with the preset's sample sizes, the seed, what it was
-    computed on and its time, to ``disentanglement.jsonl`` in the run directory. Models without ``embed``
+    every logger. Each result is also appended, with the preset's sample sizes, the seed, DCI's estimator,
+    what it was computed on and its time, to ``disentanglement.jsonl`` in the run directory. Models without ``embed``
     and ``normalize`` get one warning and no metrics; a failure of the metrics (e.g. too few validation
     images for an attribute) is one warning, and training goes on.
 
@@ -64,6 +65,10 @@ class DisentanglementMetrics(Callback):
         interventions: On factor data, also the BetaVAE and FactorVAE scores (they render most images).
         n_jobs: DCI's factors fitted in parallel processes (``None``: one per core; 1: one at a time); the
             scores do not depend on it.
+        dci_estimator: DCI's classifier: ``gbt`` (disentanglement_lib's gradient-boosted trees, the default) or
+            ``random_forest`` (Eastwood & Williams 2018's estimator; 20-30x less CPU, other numbers: compare runs
+            under one estimator only; ``betavae.disentanglement.dci_classifier``). ``evaluate`` has its own
+            ``--dci_estimator``.
     """
 
     def __init__(
@@ -73,15 +78,21 @@ class DisentanglementMetrics(Callback):
         seed: int = 0,
         interventions: bool = True,
         n_jobs: int | None = None,
+        dci_estimator: DCIEstimator = "gbt",
     ) -> None:
         if every_n_epochs is not None and every_n_epochs < 1:
             raise ConfigError(f"every_n_epochs must be >= 1 or None (never), got {every_n_epochs}")
         p = Preset.named(preset)  # checks the name
+        try:
+            check_dci_estimator(dci_estimator)
+        except ValueError as err:
+            raise ConfigError(f"DisentanglementMetrics: {err}") from None
         self.every_n_epochs = every_n_epochs
         self.preset = preset
         self.seed = seed
         self.interventions = interventions
         self.n_jobs = n_jobs
+        self.dci_estimator = dci_estimator
         self.codes = ValidationCodes(max_images=p.num_train + p.num_test)
         self.disabled: str | None = None
         self.on_grid = False
@@ -90,8 +101,9 @@ class DisentanglementMetrics(Callback):
 
     @property
     def settings(self) -> DisentanglementSettings:
-        """This callback's preset, seed, interventions and n_jobs, as ``evaluate`` reuses them."""
-        return DisentanglementSettings(self.preset, self.seed, self.interventions, self.n_jobs)
+        """This callback's preset, seed, interventions, n_jobs and DCI estimator (``evaluate`` reuses the seed,
+        interventions and n_jobs; its preset and estimator are its own arguments)."""
+        return DisentanglementSettings(self.preset, self.seed, self.interventions, self.n_jobs, self.dci_estimator)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self._run_dir = trainer_run_dir(trainer)  # on every rank: trainer.log_dir is a collective under DDP
@@ -144,14 +156,27 @@ class DisentanglementMetrics(Callback):
         try:
             if self.on_grid:
                 result = grid_scores(
-                    pl_module, trainer.datamodule, self.preset, self.seed, self.interventions, self.n_jobs
+                    pl_module,
+                    trainer.datamodule,
+                    self.preset,
+                    self.seed,
+                    self.interventions,
+                    self.n_jobs,
+                    dci_estimator=self.dci_estimator,
                 )
             elif observed is None:
                 return {"error": "no validation images were seen"}
             else:
                 codes, factors = observed
                 result = observed_scores(
-                    codes, factors, self.codes.names, trainer.datamodule, self.preset, self.seed, self.n_jobs
+                    codes,
+                    factors,
+                    self.codes.names,
+                    trainer.datamodule,
+                    self.preset,
+                    self.seed,
+                    self.n_jobs,
+                    self.dci_estimator,
                 )
         except ValueError as err:  # the metrics' own checks: one warning, training goes on
             return {"error": str(err)}
@@ -162,6 +187,7 @@ class DisentanglementMetrics(Callback):
             "step": trainer.global_step,
             **result,
             "preset": preset_sizes(self.preset),
+            "dci_estimator": self.dci_estimator,
             "seed": self.seed,
             "seconds": round(time.perf_counter() - start, 2),
         }

@@ -15,7 +15,14 @@ No Lightning here. Every function takes a ``seed`` where an estimator or a split
 
 from betavae.disentanglement.arrays import histogram_discretize
 from betavae.disentanglement.attributes import DimensionAttribute, dimension_attributes
-from betavae.disentanglement.classifiers import dci, disentanglement_completeness, sap
+from betavae.disentanglement.classifiers import (
+    DCI_ESTIMATORS,
+    DCIEstimator,
+    dci,
+    dci_classifier,
+    disentanglement_completeness,
+    sap,
+)
 from betavae.disentanglement.information import explicitness, mig, modularity
 from betavae.disentanglement.interventions import betavae_score, factorvae_score
 from betavae.disentanglement.representation import Representation, model_representation, sample_codes
@@ -32,15 +39,18 @@ from betavae.disentanglement.synthetic import FactorGrid
 
 __all__ = [
     "ALL_KEYS",
+    "DCI_ESTIMATORS",
     "DEFAULT",
     "FAST",
     "SAMPLE_KEYS",
+    "DCIEstimator",
     "DimensionAttribute",
     "FactorGrid",
     "Preset",
     "Representation",
     "betavae_score",
     "dci",
+    "dci_classifier",
     "dimension_attributes",
     "disentanglement_completeness",
     "evaluate_codes",

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from betavae.disentanglement import ALL_KEYS, Preset
+from betavae.disentanglement import ALL_KEYS, DCIEstimator, Preset
+from betavae.disentanglement.classifiers import check_dci_estimator
 from betavae.disentanglement.progress import RichProgress
 from betavae.errors import ConfigError
 from betavae.model_api import api_problem, evaluating
@@ -56,6 +57,7 @@ def score_disentanglement(
     seed: int = 0,
     interventions: bool = True,
     n_jobs: int | None = None,
+    dci_estimator: DCIEstimator = "gbt",
 ) -> dict[str, Any]:
     """The disentanglement fields of ``evaluate``'s JSON.
 
@@ -67,17 +69,25 @@ def score_disentanglement(
         seed: Seed of every draw, split and estimator.
         interventions: On factor data, also the BetaVAE and FactorVAE scores.
         n_jobs: DCI's factors in parallel (joblib); the scores do not depend on it.
+        dci_estimator: DCI's classifier: ``"gbt"`` (disentanglement_lib's) or ``"random_forest"``
+            (``betavae.disentanglement.dci_classifier``; cheaper, other numbers).
 
     Returns:
         Every key of ``ALL_KEYS`` (``None`` where not computed) and ``disentanglement_preset`` (name and
-        sample sizes), ``_seed``, ``_basis`` (what the metrics ran on), ``_n`` (images of the sample-based
-        metrics), ``_dropped`` (ground-truth columns with a single value), ``_note`` (why there are none).
+        sample sizes), ``dci_estimator`` (the classifier of the ``dci_*`` numbers), ``_seed``, ``_basis`` (what
+        the metrics ran on), ``_n`` (images of the sample-based metrics), ``_dropped`` (ground-truth columns
+        with a single value), ``_note`` (why there are none).
     """
     if not isinstance(preset, Preset) and preset not in PRESETS:
         raise ConfigError(f"disentanglement_preset must be one of {', '.join(PRESETS)}; got {preset!r}")
+    try:
+        check_dci_estimator(dci_estimator)
+    except ValueError as err:  # a setting of the command: one ConfigError, before any work
+        raise ConfigError(str(err)) from None
     out: dict[str, Any] = {key: None for key in ALL_KEYS}
     out.update(
         disentanglement_preset=preset_sizes(preset) if preset != "none" else None,
+        dci_estimator=dci_estimator if preset != "none" else None,
         disentanglement_seed=seed,
         disentanglement_basis=None,
         disentanglement_n=None,
@@ -98,12 +108,12 @@ def score_disentanglement(
     try:
         if scored_on_grid(model, datamodule):
             with RichProgress("disentanglement") as progress:  # a bar per metric, on stderr
-                result = grid_scores(model, datamodule, p, seed, interventions, n_jobs, progress)
+                result = grid_scores(model, datamodule, p, seed, interventions, n_jobs, progress, dci_estimator)
         else:
             codes, factors, names = observed_codes(model, batches, datamodule, p.num_train + p.num_test)
             if codes is None:
                 raise ValueError("the validation split has no images")
-            result = observed_scores(codes, factors, names, datamodule, p, seed, n_jobs)
+            result = observed_scores(codes, factors, names, datamodule, p, seed, n_jobs, dci_estimator)
     except ValueError as err:
         rank_zero_warn(f"evaluate: no disentanglement metrics: {err}")
         out["disentanglement_note"] = str(err).splitlines()[0]

@@ -180,8 +180,9 @@ def evaluate_checkpoint(
         output_dir: Where the files go; ``None``: ``evaluation/`` in the checkpoint's run folder.
         weights_only: Passed to ``torch.load`` (see ``load_weights``).
         disentanglement: Arguments of ``score_disentanglement`` (``preset``, ``seed``, ``interventions``,
-            ``n_jobs``); ``None``: the default preset, seed 0. They run on the data module whatever
-            ``images`` says: its factor grid, or its validation split's attributes.
+            ``n_jobs``, ``dci_estimator``); ``None``: the default preset, seed 0, gradient-boosted trees. They
+            run on the data module whatever ``images`` says: its factor grid, or its validation split's
+            attributes.
         skip_fid: Score no samples (``fid`` and ``kid`` are ``None``, ``fid_note`` says why).
 
     Returns:
@@ -190,8 +191,8 @@ def evaluate_checkpoint(
         corrupt their input), ``fid``, ``kid``, their sample counts
         and reference, the disentanglement metrics (``mig``, ``sap``, ``dci_*``, ``factorvae_score``,
         ``betavae_score``, ``modularity``, ``explicitness``; ``None`` without ground truth) with their
-        preset, seed and basis, the checkpoint's epoch and step, its run, timings (wall seconds, and the
-        disentanglement metrics' CPU seconds), and the Markdown row (``markdown``).
+        preset, DCI's estimator, seed and basis, the checkpoint's epoch and step, its run, timings (wall
+        seconds, and the disentanglement metrics' CPU seconds), and the Markdown row (``markdown``).
     """
     fid = fid if fid is not None else FIDSettings()
     info = load_weights(model, ckpt_path, weights_only)

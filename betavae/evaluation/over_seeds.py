@@ -6,8 +6,10 @@ as much as the choice of objective and its weight, so a model is reported over s
 the spread over 50 seeds per setting). Here a *setting* is everything a run was trained with except its seed,
 read from the run's ``config.yaml`` (as LightningCLI wrote it): the model's class and arguments, the data's
 class and arguments, the training length (``max_epochs``, ``max_steps``, ``limit_train_batches``), and what
-was evaluated (the evaluation set, the checkpoint, the disentanglement preset). Its ``seed_everything`` is
-the seed. A record whose run has no ``config.yaml`` is a setting of its own (its seed is unknown).
+was evaluated (the evaluation set, the checkpoint, the disentanglement preset, DCI's estimator: numbers of
+different estimators are never one row, and a row of another estimator than gradient-boosted trees says so
+in its name). Its ``seed_everything`` is the seed. A record whose run has no ``config.yaml`` is a setting of
+its own (its seed is unknown).
 
 Each setting's row gives, for every metric, the **median [min, max] over its seeds** (with a handful of seeds
 per setting, the range says more than an interquartile range of 3 points); a metric missing for some seeds
@@ -28,7 +30,7 @@ import numpy as np
 
 from betavae.beta_rule import model_beta
 from betavae.evaluation.run_config import KEY, attach, run_config
-from betavae.evaluation.tables import DISENTANGLEMENT_COLUMNS, as_float, markdown, run_label
+from betavae.evaluation.tables import DISENTANGLEMENT_COLUMNS, as_float, dci_estimator_of, markdown, run_label
 from betavae.run_labels import run_keys, short_name
 
 #: (header, key) of every metric aggregated over seeds: the disentanglement metrics, then PSNR, SSIM, FID
@@ -46,7 +48,8 @@ TRAINING_KEYS = ("max_epochs", "max_steps", "limit_train_batches")
 
 @dataclass
 class SeedGroup:
-    """The runs of one setting: its label, β (``None`` for models without one), seeds and per-metric stats.
+    """The runs of one setting: its label, β (``None`` for models without one), DCI's estimator, seeds and
+    per-metric stats.
 
     ``stats[key]`` is ``(median, min, max, n)`` over the seeds that have the metric (``None`` when none has).
     """
@@ -55,6 +58,7 @@ class SeedGroup:
     model: str
     beta: float | None
     args: dict[str, Any]
+    dci_estimator: str = "gbt"
     records: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     name: str = ""
@@ -87,7 +91,7 @@ def _setting(record: Mapping[str, Any], index: int) -> tuple[str, dict[str, Any]
     preset = record.get("disentanglement_preset")
     preset = preset.get("name") if isinstance(preset, Mapping) else preset
     checkpoint = Path(str(record["checkpoint"])).stem if record.get("checkpoint") else None
-    evaluation = [record.get("evaluated_on"), checkpoint, preset]
+    evaluation = [record.get("evaluated_on"), checkpoint, preset, dci_estimator_of(record)]
     config = run_config(record).config
     if config is None:  # unknown seed: never merged with another run
         args = {"beta": as_float(record.get("beta")), "kld_weight": as_float(record.get("kld_weight"))}
@@ -116,13 +120,13 @@ def _stats(values: Sequence[float | None]) -> tuple[float, float, float, int] | 
 def aggregate(records: Sequence[Mapping[str, Any]]) -> list[SeedGroup]:
     """One ``SeedGroup`` per setting of ``records`` (see the module docstring), sorted by dataset, model and
     β; each named by its model and the ``LABEL_KEYS`` that differ from the model's other settings on the
-    same dataset."""
+    same dataset, and ``(DCI: random_forest)`` where DCI's estimator is not gradient-boosted trees."""
     groups: dict[str, SeedGroup] = {}
     for index, r in enumerate(with_seeds(records)):
         key, args, dataset = _setting(r, index)
         model = str(r.get("model") or short_name(run_config(r).section("model")[0] or "?"))
         beta = model_beta(model, args)
-        group = groups.setdefault(key, SeedGroup(dataset, model, beta, args))
+        group = groups.setdefault(key, SeedGroup(dataset, model, beta, args, dci_estimator_of(r)))
         group.records.append(r)
     for group in groups.values():
         newest: dict[Any, dict[str, Any]] = {}
@@ -136,7 +140,8 @@ def aggregate(records: Sequence[Mapping[str, Any]]) -> list[SeedGroup]:
     for group in result:
         siblings = [g for g in result if (g.dataset, g.model) == (group.dataset, group.model)]
         varying = [k for k in LABEL_KEYS if len({json.dumps(g.args.get(k), default=str) for g in siblings}) > 1]
-        group.name = " ".join([group.model, *(f"{k}={_fmt_arg(group.args.get(k))}" for k in varying)])
+        estimator = [f"(DCI: {group.dci_estimator})"] if group.dci_estimator != "gbt" else []
+        group.name = " ".join([group.model, *(f"{k}={_fmt_arg(group.args.get(k))}" for k in varying), *estimator])
     return result
 
 
@@ -178,9 +183,9 @@ def seed_table(groups: Sequence[SeedGroup]) -> str:
 
 
 def seed_rows(groups: Sequence[SeedGroup]) -> tuple[list[str], list[dict[str, Any]]]:
-    """The CSV columns and rows of ``seeds.csv``: the setting, its seeds and runs, and per metric
-    ``<key>_median``, ``<key>_min``, ``<key>_max``, ``<key>_n``."""
-    columns = ["dataset", "model", "label", "beta", *LABEL_KEYS, "n_seeds", "seeds", "runs"]
+    """The CSV columns and rows of ``seeds.csv``: the setting (DCI's estimator included), its seeds and runs,
+    and per metric ``<key>_median``, ``<key>_min``, ``<key>_max``, ``<key>_n``."""
+    columns = ["dataset", "model", "label", "beta", *LABEL_KEYS, "dci_estimator", "n_seeds", "seeds", "runs"]
     columns += [f"{k}_{s}" for _, k in SEED_METRICS for s in ("median", "min", "max", "n")]
     rows = []
     for g in groups:
@@ -190,6 +195,7 @@ def seed_rows(groups: Sequence[SeedGroup]) -> tuple[list[str], list[dict[str, An
             "label": g.label,
             "beta": g.beta,
             **{k: g.args.get(k) for k in LABEL_KEYS},
+            "dci_estimator": g.dci_estimator,
             "n_seeds": len(g.records),
             "seeds": " ".join("?" if s is None else str(s) for s in g.seeds),
             "runs": " ".join(run_label(r) for r in g.records),

@@ -3,7 +3,7 @@
 Each run contributes the records ``evaluate`` wrote into its ``evaluation/`` folder; a run that was
 never evaluated contributes the last validation scores of its training log (``metrics.csv``, with the
 data and β read from its ``config.yaml``, FID's sample count from ``fid.jsonl`` and the disentanglement
-metrics' preset from ``disentanglement.jsonl``). Every row names its run and model. The charts
+metrics' preset and DCI estimator from ``disentanglement.jsonl``). Every row names its run and model. The charts
 (``betavae.evaluation.charts``): a bar chart per reconstruction metric, each disentanglement metric
 against β, and the reconstruction–disentanglement trade-off (PSNR against MIG); with ``wandb`` the
 table and the charts also go to a W&B run of their own.
@@ -25,7 +25,7 @@ from betavae.evaluation.charts import write_charts
 from betavae.evaluation.over_seeds import with_seeds, write_seed_tables
 from betavae.evaluation.run_config import KEY as RUN_CONFIG
 from betavae.evaluation.run_config import RunConfig
-from betavae.evaluation.tables import as_float, markdown, markdown_table, run_label, table_cells
+from betavae.evaluation.tables import as_float, dci_estimator_of, markdown, markdown_table, run_label, table_cells
 from betavae.run_labels import dataset_label
 from betavae.wandb_keys import val_key
 
@@ -50,6 +50,7 @@ CSV_FIELDS = (
     "fid_num_real",
     "fid_reference",
     "disentanglement_preset",
+    "dci_estimator",
     "disentanglement_seed",
     "disentanglement_basis",
     "latent_dim",
@@ -155,6 +156,7 @@ def _log_record(config_path: Path) -> dict[str, Any] | None:
         if lines:
             record.update(
                 disentanglement_preset=lines[-1].get("preset"),
+                dci_estimator=lines[-1].get("dci_estimator"),
                 disentanglement_seed=lines[-1].get("seed"),
                 disentanglement_basis=lines[-1].get("basis"),
             )
@@ -290,7 +292,8 @@ def _fmt_float(value: Any, digits: int) -> str:
 
 def csv_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The CSV rows of ``records``: ``run`` as ``experiment/version_N · checkpoint``, its folder in
-    ``run_dir``, and the disentanglement preset by name."""
+    ``run_dir``, the disentanglement preset by name, and DCI's estimator where there is a DCI number
+    (``dci_estimator_of``: ``gbt`` for records older than the choice)."""
     rows = []
     for r in records:
         preset = r.get("disentanglement_preset")
@@ -300,6 +303,7 @@ def csv_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "run": run_label(r),
                 "run_dir": r.get("run"),
                 "disentanglement_preset": preset.get("name") if isinstance(preset, Mapping) else preset,
+                "dci_estimator": dci_estimator_of(r) if _float(r.get("dci_disentanglement")) is not None else None,
             }
         )
     return rows

@@ -3,7 +3,8 @@
 A row names its run (``experiment/version_N``, and the checkpoint ``evaluate`` scored) and its model, so
 two runs of different models on one dataset are never two indistinguishable rows. The disentanglement
 columns (MIG, SAP, DCI, FactorVAE and BetaVAE scores, Modularity, Explicitness) appear when a row has
-one of them: data with factors, attributes or class labels.
+one of them: data with factors, attributes or class labels; and a "DCI estimator" column when a row's DCI
+numbers come from another classifier than disentanglement_lib's gradient-boosted trees.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ DISENTANGLEMENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Modularity", "modularity"),
     ("Explicitness", "explicitness"),
 )
+#: (header, key) added when some row's DCI numbers are not gradient-boosted trees' (``dci_estimator_of``)
+DCI_ESTIMATOR_COLUMN: tuple[str, str] = ("DCI estimator", "dci_estimator")
 #: (header, key) added when a row corrupts its input (denoising, super-resolution): the input's own scores
 INPUT_COLUMNS: tuple[tuple[str, str], ...] = (("SSIM of input", "ssim_input"), ("PSNR of input (dB)", "psnr_input"))
 # what every number rests on, and where it comes from
@@ -78,6 +81,12 @@ def run_label(record: Mapping[str, Any]) -> str:
     return label + (f" · {Path(str(record['checkpoint'])).stem}" if record.get("checkpoint") else "")
 
 
+def dci_estimator_of(record: Mapping[str, Any]) -> str:
+    """The classifier of a record's DCI numbers: its ``dci_estimator``, or ``"gbt"`` for records written before
+    there was a choice (gradient-boosted trees were the only estimator)."""
+    return str(record.get("dci_estimator") or "gbt")
+
+
 def has_disentanglement(results: Iterable[Mapping[str, Any]]) -> bool:
     """Whether any result has a disentanglement metric (then tables show their columns)."""
     return any(as_float(r.get(key)) is not None for r in results for _, key in DISENTANGLEMENT_COLUMNS)
@@ -106,22 +115,26 @@ def table_cells(result: Mapping[str, Any]) -> dict[str, str]:
         "psnr_input": fmt(as_float(result.get("psnr_input")), 2),
     }
     cells.update({key: fmt(as_float(result.get(key)), 3) for _, key in DISENTANGLEMENT_COLUMNS})
+    cells["dci_estimator"] = (
+        dci_estimator_of(result) if as_float(result.get("dci_disentanglement")) is not None else "—"
+    )
     return cells
 
 
 def result_columns(results: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
     """The columns of a results table: the study's, the corrupted input's SSIM and PSNR when any result has
-    them, the disentanglement metrics when any result has one, then n, what was evaluated, FID's basis and
-    the run."""
+    them, the disentanglement metrics when any result has one (and DCI's estimator when some DCI number is
+    not gradient-boosted trees'), then n, what was evaluated, FID's basis and the run."""
     inputs = INPUT_COLUMNS if any(as_float(r.get("psnr_input")) is not None for r in results) else ()
     metrics = DISENTANGLEMENT_COLUMNS if has_disentanglement(results) else ()
+    if any(table_cells(r)["dci_estimator"] not in ("gbt", "—") for r in results):
+        metrics = (*metrics, DCI_ESTIMATOR_COLUMN)
     return (*STUDY_COLUMNS, *inputs, *metrics, *BASIS_COLUMNS)
 
 
 def markdown_table(results: Sequence[Mapping[str, Any]]) -> str:
     """The results table: dataset, model, β, SSIM, PSNR dB, FID, [the input's SSIM and PSNR], [the
-    disentanglement metrics], n, what was
-    evaluated, what FID rests on, and the run."""
+    disentanglement metrics, [DCI's estimator]], n, what was evaluated, what FID rests on, and the run."""
     columns = result_columns(results)
     rows = [[table_cells(r)[key] for _, key in columns] for r in results]
     return markdown([header for header, _ in columns], rows)

@@ -24,12 +24,14 @@ from typing import Any
 import numpy as np
 
 from betavae.disentanglement import (
+    DCIEstimator,
     Preset,
     evaluate_codes,
     evaluate_representation,
     model_representation,
     sample_codes,
 )
+from betavae.disentanglement.classifiers import check_dci_estimator
 from betavae.model_api import evaluating, needs_label
 from betavae.run_labels import datamodule_label
 from betavae.scoring.codes import ground_truth_columns, ground_truth_of
@@ -44,12 +46,15 @@ class DisentanglementSettings:
         seed: Seed of every draw, split and estimator.
         interventions: On factor data, also the BetaVAE and FactorVAE scores.
         n_jobs: DCI's factors fitted in parallel (joblib); the scores do not depend on it.
+        dci_estimator: DCI's classifier: ``"gbt"`` (disentanglement_lib's) or ``"random_forest"``
+            (``betavae.disentanglement.dci_classifier``: cheaper, other numbers).
     """
 
     preset: str | Preset = "fast"
     seed: int = 0
     interventions: bool = True
     n_jobs: int | None = None
+    dci_estimator: DCIEstimator = "gbt"
 
 
 def scored_on_grid(model: Any, datamodule: Any) -> bool:
@@ -72,12 +77,14 @@ def grid_scores(
     interventions: bool = True,
     n_jobs: int | None = None,
     progress: Any = None,
+    dci_estimator: DCIEstimator = "gbt",
 ) -> dict[str, Any]:
     """Every metric of ``model``'s μ on the factor grid of ``datamodule`` (a ``GroundTruthData``).
 
     With ``interventions`` ``evaluate_representation`` (all nine keys); without, only its sample-based part
     (the same draws and the same numbers for those seven keys, without the BetaVAE and FactorVAE scores).
-    ``progress``: a ``betavae.disentanglement.progress.SuiteProgress`` (e.g. ``RichProgress``), or None.
+    ``progress``: a ``betavae.disentanglement.progress.SuiteProgress`` (e.g. ``RichProgress``), or None;
+    ``dci_estimator``: DCI's classifier, ``"gbt"`` or ``"random_forest"``.
 
     Returns:
         ``{"scores": {key: value}, "basis": ..., "n": images of the sample-based metrics, "dropped": []}``.
@@ -86,10 +93,13 @@ def grid_scores(
     with evaluating(model):
         represent = model_representation(model)
         if interventions:
-            scores = evaluate_representation(datamodule, represent, p, seed, n_jobs=n_jobs, progress=progress)
+            scores = evaluate_representation(
+                datamodule, represent, p, seed, n_jobs=n_jobs, progress=progress, dci_estimator=dci_estimator
+            )
         else:
+            check_dci_estimator(dci_estimator)  # before the images are drawn
             codes, factors = sample_codes(datamodule, represent, p.num_train + p.num_test, np.random.default_rng(seed))
-            scores = evaluate_codes(codes, factors, p, seed, n_jobs, progress)
+            scores = evaluate_codes(codes, factors, p, seed, n_jobs, progress, dci_estimator)
     sizes = "×".join(str(s) for s in datamodule.factor_sizes)
     basis = f"{datamodule_label(datamodule)} factor grid ({sizes}), uniform draws"
     return {"scores": scores, "basis": basis, "n": p.num_train + p.num_test, "dropped": []}
@@ -103,11 +113,13 @@ def observed_scores(
     preset: str | Preset,
     seed: int,
     n_jobs: int | None = None,
+    dci_estimator: DCIEstimator = "gbt",
 ) -> dict[str, Any]:
     """The sample-based metrics of validation codes (N, D) against their observed ground truth (N, K).
 
     Class labels become one 0/1 column per class and constant columns are dropped
-    (``ground_truth_columns``); ``evaluate_codes`` needs at least two columns left.
+    (``ground_truth_columns``); ``evaluate_codes`` needs at least two columns left. ``dci_estimator``:
+    DCI's classifier, ``"gbt"`` or ``"random_forest"``.
 
     Raises:
         ValueError: fewer than two usable columns, or what ``evaluate_codes`` refuses (names the problem).
@@ -119,7 +131,7 @@ def observed_scores(
             f"{len(codes)} validation images leave {columns.shape[1]} ground-truth column(s) with more than one "
             f"value ({', '.join(kept) or 'none'}); the metrics compare at least 2 (more validation images?)"
         )
-    scores = evaluate_codes(codes, columns, preset, seed, n_jobs)
+    scores = evaluate_codes(codes, columns, preset, seed, n_jobs, dci_estimator=dci_estimator)
     what = {"attributes": "attributes", "labels": "classes (one 0/1 column each)", "factors": "factors"}[kind]
     basis = f"{datamodule_label(datamodule)} validation split, {len(kept)} {what}"
     return {"scores": scores, "basis": basis, "n": len(codes), "dropped": list(dropped)}
