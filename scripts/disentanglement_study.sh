@@ -383,6 +383,7 @@ if [[ $do_fit -eq 1 || $do_eval -eq 1 ]]; then
     fi
     spent=$((SECONDS - run_start)) done_runs=$((done_runs + 1))
     done_seconds=$((done_seconds + spent))
+    todo=$((todo > done_runs ? todo : done_runs))  # a fit that finished meanwhile (--stage evaluate) joins the runs
     left=$(((todo - done_runs) * done_seconds / done_runs))
     children_cpu
     echo "--- [$((i + 1))/$total] $run: ${did[*]} in $(duration "$spent") (CPU $(duration $((CHILD_CPU - cpu_before))));" \
