@@ -196,6 +196,11 @@ NOT_RUN = [
         "the Fashion-MNIST study: /work/shared/data (tests may not use it) and hours of CPU; both configs run in "
         "test_cli.py::test_every_config_runs_through_the_cli, evaluate in test_evaluation.py",
     ),
+    (
+        r"python -m betavae evaluate --ckpt_path runs/disentanglement_study_cpu/",
+        "needs the CPU study's trained run (hours of CPU); evaluate with the real FID on a tiny run: "
+        "test_fid_real.py, with --fid.* and the presets: test_evaluation.py",
+    ),
     # docs/explorer.md
     (
         r"python scripts/explorer_latency\.py --url http://127\.0\.0\.1:PORT/ --pid PID",
