@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,18 +24,26 @@ import numpy as np
 import torch
 import yaml
 
+from betavae.cli import BetaVAECLI
 from betavae.data import ShapesDataModule
 from betavae.data.shapes import FACTOR_NAMES
 from betavae.disentanglement import model_representation, sample_codes
 from betavae.disentanglement.arrays import factor_entropy, histogram_discretize, mutual_information
+from betavae.loaded_checkpoint import read_checkpoint
 
 
 def load_model(run: Path) -> torch.nn.Module:
-    """The run's model class (from its config.yaml) with the weights of ``checkpoints/last.ckpt``."""
-    class_path = yaml.safe_load((run / "config.yaml").read_text())["model"]["class_path"]
-    module, name = class_path.rsplit(".", 1)
-    cls = getattr(importlib.import_module(module), name)
-    return cls.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    """The run's model as the CLI builds it from the run's ``config.yaml`` (its argument links, old arguments
+    upgraded by ``betavae.models.legacy``), with the weights of ``checkpoints/last.ckpt``."""
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    for key in ("ckpt_path", "weights_only"):  # the fit subcommand's own keys
+        config.pop(key, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        model = BetaVAECLI(args=["--config", str(path), "--trainer.logger=false"], run=False).model
+    model.load_state_dict(read_checkpoint(run / "checkpoints" / "last.ckpt").contents["state_dict"])
+    return model.eval()
 
 
 def kl_per_dim(model: torch.nn.Module, data: ShapesDataModule, max_images: int = 2048) -> np.ndarray:
