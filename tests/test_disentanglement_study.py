@@ -46,6 +46,7 @@ def check_report(out: Path, expected: dict[tuple[str, str], int]) -> None:
     assert len(results) == sum(expected.values()) and all(r["seed"] in ("0", "1") for r in results)
 
 
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 def test_the_smoke_study_aggregates_seeds(tmp_path):
     """Two seeds of one β-VAE: fit, evaluate and the report's row over seeds (~70 s on 2 idle cores)."""
     log = run_smoke(tmp_path, "--models", "betavae", "--betas", "4", "--seeds", "0 1", timeout=600)
@@ -207,6 +208,7 @@ def test_cpu_options_are_checked(tmp_path):
         assert result.returncode == 2 and message in result.stderr, (options, result.stderr)
 
 
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 def test_a_cpu_run_is_a_wandb_run_a_dashboard_can_group(tmp_path, monkeypatch):
     """The fit command the script plans, run in-process: its offline W&B run holds the comparison keys, the
     group and the tags (dataset, variant, beta8, seed1), and after `evaluate` + `wandb-summary` the scores."""

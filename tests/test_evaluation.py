@@ -74,6 +74,7 @@ def test_evaluate_scores_the_validation_split_and_writes_json_and_markdown(tmp_p
     assert row[2] in capsys.readouterr().out
 
 
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 def test_evaluate_and_traverse_check_and_read_the_checkpoint_once(tmp_path, monkeypatch):
     """The CLI checks and reads --ckpt_path once (``LoadedCheckpoint``) and the command loads its weights from
     that read; LightningCLI's own read of the hyperparameters is the only other ``torch.load``."""
@@ -154,6 +155,7 @@ def test_evaluate_scores_a_folder_of_new_images(tmp_path, monkeypatch):
     assert result["psnr"] == pytest.approx(psnr, abs=1e-3) and result["ssim"] == pytest.approx(ssim, abs=1e-3)
 
 
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 def test_evaluate_without_weights_fails_early_or_notes_the_missing_fid(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = train("shapes_b4")
@@ -168,6 +170,7 @@ def test_evaluate_without_weights_fails_early_or_notes_the_missing_fid(tmp_path,
     assert result["fid"] is None and "weights are missing" in result["fid_note"] and result["psnr"] > 0
 
 
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 def test_evaluate_needs_a_config_when_the_run_has_none(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     run = train("shapes_b4")
@@ -181,6 +184,7 @@ def test_evaluate_needs_a_config_when_the_run_has_none(tmp_path, monkeypatch, ca
     assert (lonely.parent / "evaluation" / "model.json").is_file()
 
 
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 def test_report_tables_datasets_by_beta_with_csv_and_charts(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     for name, beta in (("b10", 10.0), ("b1", 1.0)):
@@ -340,6 +344,7 @@ def test_evaluate_with_the_random_forest_records_and_shows_dcis_estimator(tmp_pa
         main(["evaluate", f"--ckpt_path={ckpt}", tiny, "--dci_estimator=lasso", "--skip_fid=true"])
 
 
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 def test_evaluate_with_preset_none_or_without_ground_truth_notes_why(tmp_path, monkeypatch, image_folder):
     from betavae.data import ImageFolderDataModule
     from betavae.evaluation import score_disentanglement

@@ -292,6 +292,7 @@ def test_explore_names_a_missing_or_unreadable_checkpoint(tmp_path, capsys):
     assert message.startswith(f"betavae explore: error: {notes} is not a readable checkpoint: it is not a PyTorch")
 
 
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 def test_explore_says_when_its_port_is_in_use_and_suggests_another(checkpoint, capsys):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -312,6 +313,7 @@ def test_explore_warns_that_a_non_loopback_host_has_no_authentication(checkpoint
         assert "explore: open http://" in out.out and f":{server.server_address[1]}/" in out.out
 
 
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 def test_explore_serves_the_page_until_ctrl_c(checkpoint):
     """`python -m betavae explore --ckpt_path CKPT` as docs/explorer.md and the README show it, without a browser:
     it prints the model, the active dimensions and the address, serves the page and the API there, and Ctrl-C
@@ -330,7 +332,7 @@ def test_explore_serves_the_page_until_ctrl_c(checkpoint):
             assert len(json.loads(answer.read())["dimensions"]) == LATENT
     finally:
         process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=60)
+        rest, _ = process.communicate(timeout=180)  # a loaded machine is slow to stop torch
     assert process.returncode == 0 and rest.strip().splitlines()[-1] == "explore: stopped", rest
 
 
@@ -388,6 +390,7 @@ def start_explore(checkpoint: Path, drain: bool = True) -> tuple[subprocess.Pope
     raise AssertionError("explore printed no URL:\n" + "".join(lines))
 
 
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 @pytest.mark.skipif(browser_missing() is not None, reason=browser_missing() or "")
 def test_the_page_in_headless_chromium_redraws_as_a_slider_moves(checkpoint, tmp_path):
     from selenium import webdriver

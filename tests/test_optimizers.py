@@ -84,7 +84,10 @@ def test_default_training_steps_are_the_old_codes():
     assert losses == pytest.approx(expected["losses"], rel=1e-6)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(expected["lr_after_epoch"]) == 0.005 * 0.95
     param_sum = float(sum(p.detach().double().sum() for p in model.parameters()))
-    assert param_sum == pytest.approx(expected["param_sum"], rel=1e-6)
+    # Adam moves a parameter by about lr whatever its gradient's size, so a parameter whose gradient is float noise
+    # (~1e-9) moves by ±0.005 with the noise's sign, which the thread count changes (1 thread: 8.39183, 2: 8.39126);
+    # the losses above (1e-6) are the real check, this sum catches a wrong update rule or learning rate.
+    assert param_sum == pytest.approx(expected["param_sum"], abs=2e-3)
 
 
 def test_python_callers_pass_classes_partials_or_class_path_dicts():
@@ -123,6 +126,7 @@ def test_one_optimizer_model_takes_its_optimizer_and_schedule_from_the_command_l
     assert isinstance(cli.trainer.lr_scheduler_configs[0].scheduler, torch.optim.lr_scheduler.StepLR)
 
 
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 def test_two_optimizer_models_take_both_from_yaml(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     factor = tmp_path / "factor.yaml"

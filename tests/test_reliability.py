@@ -225,6 +225,7 @@ def test_a_full_disk_during_the_cache_build_is_one_message_and_stops_the_decodin
     assert closed and not list((tmp_path / "c").iterdir())  # the partial image file is gone
 
 
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 def test_a_full_disk_while_a_checkpoint_is_written_is_one_message(tmp_path, monkeypatch, capsys):
     """Simulated: torch's zip writer fails as it does on a full disk ("unexpected pos")."""
     monkeypatch.chdir(tmp_path)

@@ -50,6 +50,7 @@ def cli_exit(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
 
 
 # ---------------------------------------------------------------- 1. last.ckpt every epoch
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 def test_last_checkpoint_follows_every_epoch_when_the_monitor_never_improves(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cli = fit("--trainer.max_epochs=3", "--checkpoint.mode=max")  # val/loss falls: "max" improves only once
@@ -97,6 +98,7 @@ def dead_pid() -> int:
     return proc.pid
 
 
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 def test_resume_last_skips_unreadable_checkpoints_and_abandoned_temporaries(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     first = fit()
@@ -174,6 +176,7 @@ def test_sigterm_saves_the_run_says_how_to_resume_and_exits_non_zero(tmp_path):
     assert not list(last.parent.glob(".*"))
 
 
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 def test_slurm_sigusr1_still_saves_the_hpc_checkpoint_and_requeues(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -361,6 +364,7 @@ def test_a_linked_setting_in_a_config_file_is_named(tmp_path, monkeypatch, capsy
     assert code == 2 and "mean" in err and "data.init_args.mean" in err
 
 
+@pytest.mark.slow  # a minute or more: the fast tier keeps to ~12 min on 2 cores; its parts are tested fast elsewhere
 def test_a_checkpoint_of_other_shapes_names_both(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     ckpt = Path(fit().trainer.log_dir) / "checkpoints" / "last.ckpt"  # 1-channel shapes
