@@ -171,3 +171,45 @@ def test_report_reads_each_runs_config_once(tmp_path, records, monkeypatch):
     assert reads == {run: 1 for run in runs}
     seeds = (tmp_path / "report" / "seeds.md").read_text()
     assert "FactorVAE" in seeds and "0, 1, 2" in seeds  # the seeds still come from the configs
+
+
+def test_a_run_from_before_the_redesign_is_one_row_with_its_reruns(tmp_path, records):
+    """A seed written with the old model arguments (lr, hidden_channels, ...: betavae.models.legacy) and its rerun
+    written in full by jsonargparse (every optimizer default, 0 as 0.0) are one setting."""
+    old = run(
+        tmp_path,
+        "old_s0",
+        0,
+        "BetaVAE",
+        beta=4.0,
+        hidden_channels=[4, 8],
+        architecture="study",
+        lr=0.005,
+        weight_decay=0.0,
+        scheduler_gamma=None,
+    )
+    adam = {"lr": 0.005, "betas": [0.9, 0.999], "eps": 1e-08, "weight_decay": 0, "amsgrad": False}
+    nets = {"hidden_channels": [4, 8]}
+    new = run(
+        tmp_path,
+        "new_s1",
+        1,
+        "BetaVAE",
+        beta=4.0,
+        lr_scheduler=None,
+        optimizer={"class_path": "torch.optim.Adam", "init_args": adam},
+        encoder={"class_path": "betavae.nets.ConvEncoder", "init_args": nets},
+        decoder={"class_path": "betavae.nets.ConvDecoder", "init_args": {**nets, "kernel_size": 3}},
+    )
+    groups = aggregate([old, new])
+    assert len(groups) == 1 and [r["seed"] for r in groups[0].records] == [0, 1]
+    other = run(
+        tmp_path,
+        "new_s2",
+        2,
+        "BetaVAE",
+        beta=4.0,
+        lr_scheduler=None,
+        optimizer={"class_path": "torch.optim.Adam", "init_args": {**adam, "lr": 0.001}},
+    )
+    assert len(aggregate([old, new, other])) == 2  # a different learning rate stays its own row

@@ -20,6 +20,8 @@ checkpoint evaluated twice) only the newest record counts, and the others are li
 from __future__ import annotations
 
 import csv
+import importlib
+import inspect
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,6 +87,32 @@ def with_seeds(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def with_defaults(value: Any) -> Any:
+    """``value`` with every ``{class_path, init_args}`` in it completed by the class's own defaults, so that a
+    config that wrote only what it changed (an older run's) and one that wrote everything (jsonargparse's) name
+    the same setting (numbers compare as floats). A class that cannot be imported is left as written."""
+    if isinstance(value, Mapping):
+        done = {k: with_defaults(v) for k, v in value.items()}
+        if isinstance(done.get("class_path"), str) and isinstance(done.get("init_args", {}), Mapping):
+            module, _, name = done["class_path"].rpartition(".")
+            try:
+                parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+            except (ImportError, AttributeError, ValueError, TypeError):
+                return done
+            defaults = {
+                k: p.default
+                for k, p in parameters.items()
+                if p.default is not inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD
+            }
+            done["init_args"] = {**with_defaults(defaults), **dict(done.get("init_args") or {})}
+        return done
+    if isinstance(value, (list, tuple)):
+        return [with_defaults(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # a default of 0 and a written 0.0 are one setting
+    return value
+
+
 def _setting(record: Mapping[str, Any], index: int) -> tuple[str, dict[str, Any], str]:
     """(setting key, model arguments, dataset) of the ``index``-th record: from its run's config, else the
     record alone (a key of its own)."""
@@ -101,7 +129,7 @@ def _setting(record: Mapping[str, Any], index: int) -> tuple[str, dict[str, Any]
     model_args, data_args = dict(model.get("init_args") or {}), dict(data.get("init_args") or {})
     trainer = config.get("trainer") or {}
     identity = {
-        "model": [model.get("class_path"), model_args],
+        "model": with_defaults({"class_path": model.get("class_path"), "init_args": model_args}),
         "data": [data.get("class_path"), data_args],
         "training": {k: trainer.get(k) for k in TRAINING_KEYS},
         "evaluation": evaluation,

@@ -15,13 +15,16 @@ from typing import Any
 
 import yaml
 
+from betavae.models.legacy import upgrade_config
+
 #: the record key that carries a run's ``RunConfig``
 KEY = "run_config"
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """The resolved ``config.yaml`` of one run folder.
+    """The resolved ``config.yaml`` of one run folder (a run written before issue 21's redesign with its old model
+    arguments rewritten the way they are written now, ``betavae.models.legacy``).
 
     Attributes:
         path: The file (``None`` for a record without a run folder).
@@ -39,7 +42,8 @@ class RunConfig:
         path = Path(str(run)).expanduser() / "config.yaml"
         if not path.is_file():
             return cls(path, None)
-        return cls(path, yaml.safe_load(path.read_text()) or {})
+        config, _ = upgrade_config(yaml.safe_load(path.read_text()) or {})  # a run from before the redesign
+        return cls(path, config)
 
     def section(self, name: str) -> tuple[str, dict[str, Any]]:
         """(``class_path``, ``init_args``) of the ``model`` or ``data`` section (``""``, ``{}`` when absent)."""
