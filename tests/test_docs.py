@@ -206,6 +206,20 @@ NOT_RUN = [
         r"python scripts/explorer_latency\.py --url http://127\.0\.0\.1:PORT/ --pid PID",
         "a latency benchmark against a running explorer (PORT, PID: yours); its results are the page's table",
     ),
+    (
+        r"(OMP_NUM_THREADS=1 )?scripts/disentanglement_study\.sh --cpu --out runs/disentanglement_study_cpu ",
+        "the 30-run CPU study's own stages (hours of CPU); one tiny --cpu run through fit, evaluate, report, "
+        "--stage and resume: test_disentanglement_study.py::test_the_cpu_study_resumes (slow tier)",
+    ),
+    (
+        r"python scripts/score_trials\.py runs/disentanglement_study_cpu/",
+        "needs the study's 30 trained runs; a tuning helper whose MIG is the suite's (test_disentanglement.py)",
+    ),
+    (
+        r"python scripts/study_traversals\.py runs/disentanglement_study_cpu ",
+        "needs the study's runs; the script runs on the two-seed smoke study in "
+        "test_disentanglement_study.py::test_the_smoke_study_aggregates_seeds (slow tier)",
+    ),
     # docs/study_results.md
     (
         r"scripts/disentanglement_study\.sh --cpu"
