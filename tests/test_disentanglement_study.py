@@ -99,7 +99,7 @@ def test_slurm_submits_a_fit_and_an_evaluate_job_per_run_then_the_report(tmp_pat
     # 300 s: the script runs `betavae prefetch`, which converts the FID weights once when the cache is empty
     result = subprocess.run(["bash", str(SCRIPT), *options], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "dSprites skipped: no" in out
+    assert "dSprites skipped: no" in result.stdout
     lines = [line.rstrip("\t").split("\t") for line in calls.read_text().splitlines()]
     fits, evals, report = lines[0:-1:2], lines[1:-1:2], lines[-1]
     names = ["shapes_betavae_b1_s0", "shapes_betavae_b1_s1", "shapes_betavae_b4_s0", "shapes_betavae_b4_s1"]
