@@ -187,7 +187,7 @@ NOT_RUN = [
         "a benchmark: minutes of Inception passes on CPU; its timing network runs in tests (tests/helpers.py)",
     ),
     (
-        r'D="--data\.init_args\.root=/work/shared|L="--trainer\.logger=|for (beta|run) in ',
+        r'D="--data\.init_args\.root=/work/shared|L="--trainer\.logger=|N=2400|for (beta|run) in ',
         "shell around the Fashion-MNIST study's fits (docs/fid.md)",
     ),
     (
