@@ -47,6 +47,8 @@ class FeatureSet:
 def moments(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean (d,) and unbiased covariance (d, d) of features (N, d), in float64 (as pytorch-fid)."""
     features = np.asarray(features, dtype=np.float64)
+    if len(features) < 2:  # no covariance from one image: NaN, and the caller's "at least 2 images" message
+        return features.mean(axis=0), np.full((features.shape[1], features.shape[1]), np.nan)
     return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
