@@ -124,9 +124,8 @@ def test_callback_logs_fid_and_records_its_basis_and_encodes_the_reference_once(
     assert "val/kid" in trainer.callback_metrics
 
 
-def test_callback_caps_the_reference_set(tmp_path):
-    extractor = CountingFeatures()
-    callback = FID(every_n_epochs=1, num_samples=8, max_real_images=6, kid_subset_size=4, feature_extractor=extractor)
+def fit_one_epoch(callback: FID, tmp_path: Path) -> L.Trainer:
+    """One training batch and one validation epoch of the tiny β-VAE on 48 shapes, with ``callback``."""
     trainer = L.Trainer(
         max_epochs=1,
         limit_train_batches=1,
@@ -141,6 +140,13 @@ def test_callback_caps_the_reference_set(tmp_path):
         BetaVAE(latent_dim=4, **conv_nets(8, 16), in_channels=1, image_size=16),
         ShapesDataModule(num_images=48, image_size=16, batch_size=4),
     )
+    return trainer
+
+
+def test_callback_caps_the_reference_set(tmp_path):
+    extractor = CountingFeatures()
+    callback = FID(every_n_epochs=1, num_samples=8, max_real_images=6, kid_subset_size=4, feature_extractor=extractor)
+    fit_one_epoch(callback, tmp_path)
     assert callback.scores.num_real == 6
 
 
@@ -372,7 +378,6 @@ def test_a_reference_cache_is_written_once_read_after_and_gives_the_same_scores(
 
 
 def test_the_callback_reads_a_reference_cache_instead_of_encoding_the_split(tmp_path):
-    data_args = dict(num_images=48, image_size=16, batch_size=4)
     runs = []
     for _ in range(2):
         extractor = CountingFeatures()
@@ -383,20 +388,8 @@ def test_the_callback_reads_a_reference_cache_instead_of_encoding_the_split(tmp_
             feature_extractor=extractor,
             reference_cache=str(tmp_path / "reference.npz"),
         )
-        trainer = L.Trainer(
-            max_epochs=1,
-            limit_train_batches=1,
-            callbacks=[callback],
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            default_root_dir=tmp_path,
-        )
         torch.manual_seed(0)
-        trainer.fit(
-            BetaVAE(latent_dim=4, **conv_nets(8, 16), in_channels=1, image_size=16), ShapesDataModule(**data_args)
-        )
+        trainer = fit_one_epoch(callback, tmp_path)
         runs.append((extractor.seen, callback.scores.num_real, float(trainer.callback_metrics["val/fid"])))
     n_val = runs[0][1]
     assert runs[0][0] == n_val + 8 and runs[1] == (8, n_val, pytest.approx(runs[0][2], rel=1e-6))
