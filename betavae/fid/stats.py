@@ -38,6 +38,7 @@ class FeatureSet:
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     cpu_seconds: float = 0.0
+    reference: str | None = None  # what the features were computed from (``save_stats(..., reference=...)``)
 
     @property
     def kind(self) -> str:
@@ -146,7 +147,8 @@ def load_stats(path: str | Path) -> FeatureSet:
     network = str(stored["network"]) if "network" in stored else "unknown (no 'network' entry; pytorch-fid's file?)"
     features = stored.get("features")
     n = int(stored["n"]) if "n" in stored else (len(features) if features is not None else None)
-    return FeatureSet(path, network, n, mu.astype(np.float64), sigma.astype(np.float64), features)
+    reference = str(stored["reference"]) if "reference" in stored else None
+    return FeatureSet(path, network, n, mu.astype(np.float64), sigma.astype(np.float64), features, reference=reference)
 
 
 def save_stats(features: FeatureSet, path: str | Path, **notes: str) -> Path:

@@ -160,8 +160,7 @@ def read_reference(scores: GenerativeScores, settings: FIDSettings, description:
         return False
     stored = load_stats(settings.reference_cache)
     network = network_name(scores)
-    with np.load(stored.path, allow_pickle=False) as data:
-        made_from = str(data["reference"]) if "reference" in data.files else "unknown (no 'reference' entry)"
+    made_from = stored.reference or "unknown (no 'reference' entry)"
     problems = [
         f"{what}: the file has {theirs}, this run needs {ours}"
         for what, theirs, ours in (("feature network", stored.network, network), ("reference", made_from, description))
