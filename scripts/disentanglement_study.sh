@@ -22,7 +22,16 @@
 # --cpu only: --preset default|fast|none (evaluate's disentanglement sample sizes; default: default),
 # --fid-samples N (prior samples for FID/KID; default 1000), --fid-real N (reference validation images;
 # default: as many as --fid-samples; the whole split is 5,000), --fid-seeds "0" (the seeds whose runs get
-# FID; default the first seed; "" for none), --val-every N (validation epochs during fit; default 5).
+# FID; default the first seed; "" for none), --val-every N (validation epochs during fit; default 5),
+# --dci-estimator gbt|random_forest (evaluate's --dci_estimator; default gbt, disentanglement_lib's boosted
+# trees, ~7 CPU-min per run at the default preset; random_forest is the named cheaper option, see
+# docs/scoring_speed.md), --jobs N (runs at once; default 1; see below).
+#
+# --jobs N (local runs): N worker copies of this script, each with OMP_NUM_THREADS = cores / N (unless set), take
+# the grid's runs one at a time (each claims its next unclaimed run, fit then evaluate, so the workers finish
+# together); worker w starts at the w-th N-th of the grid, so the first seed's FID runs, which write the
+# shared FID reference cache, run in one worker before the others reach them. Their lines are prefixed
+# [worker w]. `report` runs once, after all of them.
 #
 # Local runs resume: a finished fit leaves <run>/fit.done (written after `fit` exits 0), a finished
 # evaluation <run>/version_N/evaluation/last.json; rerunning the script skips both. A fit that stopped
@@ -85,8 +94,10 @@ DSPRITES_FILE=dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz
 SMOKE_PRESET='{"num_train": 100, "num_test": 50, "dci_train": 100, "dci_test": 50, "batch_size": 8,
   "betavae_train": 20, "betavae_eval": 10, "factorvae_train": 20, "factorvae_eval": 10, "factorvae_variance": 100}'
 
+script_args=("$@")
 smoke=0 slurm=0 cpu=0 dry_run=0 no_report=0 out="" betas="" seeds="" models="$ALL_MODELS" runs=""
 dsprites_root="" stage=all preset=default fid_samples=1000 fid_real="" fid_seeds="unset" val_every=5 extra=()
+dci_estimator=gbt jobs=""
 need_value() { if [[ $# -lt 2 ]]; then echo "disentanglement_study.sh: $1 needs a value (see --help)" >&2; exit 2; fi; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -97,7 +108,7 @@ while [[ $# -gt 0 ]]; do
     --evaluate-only) stage=evaluate+report ;;
     --report-only) stage=report ;;
     --no-report) no_report=1 ;;
-    --stage|--out|--betas|--seeds|--models|--runs|--dsprites-root|--preset|--fid-samples|--fid-real|--fid-seeds|--val-every)
+    --stage|--out|--betas|--seeds|--models|--runs|--dsprites-root|--preset|--fid-samples|--fid-real|--fid-seeds|--val-every|--dci-estimator|--jobs)
       need_value "$@"
       case "$1" in
         --stage) stage="$2" ;;
@@ -112,6 +123,8 @@ while [[ $# -gt 0 ]]; do
         --fid-real) fid_real="$2" ;;
         --fid-seeds) fid_seeds="$2" ;;
         --val-every) val_every="$2" ;;
+        --dci-estimator) dci_estimator="$2" ;;
+        --jobs) jobs="$2" ;;
       esac
       shift ;;
     --) shift; extra=("$@"); break ;;
@@ -129,6 +142,10 @@ esac
 case "$preset" in default|fast|none) ;; *) fail "--preset must be default, fast or none; got '$preset'" ;; esac
 if ! [[ "$fid_samples" =~ ^[0-9]+$ && "$fid_samples" -ge 2 ]]; then fail "--fid-samples must be an integer >= 2; got '$fid_samples'"; fi
 if [[ -n "$fid_real" ]] && ! [[ "$fid_real" =~ ^[0-9]+$ && "$fid_real" -ge 2 ]]; then fail "--fid-real must be an integer >= 2; got '$fid_real'"; fi
+case "$dci_estimator" in gbt|random_forest) ;; *) fail "--dci-estimator must be gbt or random_forest; got '$dci_estimator'" ;; esac
+if [[ -n "$jobs" ]] && ! [[ "$jobs" =~ ^[0-9]+$ && "$jobs" -ge 1 ]]; then fail "--jobs must be an integer >= 1; got '$jobs'"; fi
+if [[ -n "$jobs" && "$jobs" -gt 1 && $slurm -eq 1 ]]; then fail "--jobs runs local workers; with --slurm every run is its own job already"; fi
+jobs="${jobs:-1}"
 if ! [[ "$val_every" =~ ^[0-9]+$ && "$val_every" -ge 1 ]]; then fail "--val-every must be an integer >= 1; got '$val_every'"; fi
 for model in $models; do
   if [[ " $ALL_MODELS " != *" $model "* ]]; then fail "unknown model $model in --models (choose from: $ALL_MODELS)"; fi
@@ -249,6 +266,7 @@ eval_args() {  # the evaluate arguments of run $1 (index), after --ckpt_path
   local i="$1"
   if [[ $smoke -eq 1 ]]; then printf '%s\n' --disentanglement_preset "${SMOKE_PRESET//$'\n'/ }"; return; fi  # one line
   printf '%s\n' --disentanglement_preset "$preset"
+  if [[ "$dci_estimator" != gbt ]]; then printf '%s\n' --dci_estimator "$dci_estimator"; fi
   if [[ $cpu -eq 1 ]]; then
     if [[ " $fid_seeds " == *" ${SEED[$i]} "* ]]; then
       local subset=$((fid_samples < 1000 ? fid_samples : 1000))
@@ -302,6 +320,7 @@ fi
 
 needs_fid=$((do_fit || do_eval))
 if [[ $cpu -eq 1 && ( $do_eval -eq 0 || -z "${fid_seeds// /}" ) ]]; then needs_fid=0; fi  # --cpu: FID only in evaluate
+if [[ -n "${BETAVAE_STUDY_CLAIMS:-}" ]]; then needs_fid=0; fi  # a --jobs worker: its parent named the network
 if [[ $needs_fid -eq 1 ]]; then  # which FID network: named before any training, missing weights stop here
   if [[ $smoke -eq 1 ]]; then echo "FID network: PixelFeatures (stand-in for the smoke run, not Inception)"
   else "$PYTHON" -m betavae prefetch; fi
@@ -328,6 +347,30 @@ if [[ $slurm -eq 1 ]]; then
   # --evaluate-only / --report-only under --slurm run here, inside the job
 fi
 
+# --jobs N: N copies of this script share the runs (each claims a run by making its folder under $claims)
+if [[ $jobs -gt 1 && $dry_run -eq 0 && ( $do_fit -eq 1 || $do_eval -eq 1 ) ]]; then
+  claims="$(mktemp -d "$out/.claims.XXXXXX")"
+  trap 'rm -rf -- "$claims"' EXIT
+  worker_args=()
+  for arg in "${script_args[@]}"; do [[ "$arg" == -- ]] && break; worker_args+=("$arg"); done
+  threads=$(($(nproc 2>/dev/null || echo 1) / jobs)) parallel_start=$SECONDS pids=()
+  threads=$((threads < 1 ? 1 : threads))
+  echo "=== $jobs workers over ${#GRID[@]} runs, OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads} each"
+  for ((w = 1; w <= jobs; w++)); do
+    BETAVAE_STUDY_CLAIMS="$claims" BETAVAE_STUDY_WORKER="$w/$jobs" OMP_NUM_THREADS="${OMP_NUM_THREADS:-$threads}" \
+      "${BASH_SOURCE[0]}" "${worker_args[@]}" --out "$out" --jobs 1 --no-report -- "${extra[@]}" \
+      > >(sed -u "s/^/[worker $w] /") 2>&1 &
+    pids+=($!)
+  done
+  failed=0
+  for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
+  if [[ $failed -gt 0 ]]; then
+    fail "$failed of $jobs workers stopped with an error (see their lines above); rerun the same command to resume"
+  fi
+  echo "=== $jobs workers done in $(duration $((SECONDS - parallel_start)))"
+  do_fit=0 do_eval=0
+fi
+
 # locally: each run's fit, then its evaluation, run by run (resuming: finished ones are skipped)
 if [[ $do_fit -eq 1 || $do_eval -eq 1 ]]; then
   study_start=$SECONDS done_runs=0 done_seconds=0 skipped=0 pending=0 total=${#GRID[@]} todo=0
@@ -335,8 +378,18 @@ if [[ $do_fit -eq 1 || $do_eval -eq 1 ]]; then
     if [[ $do_fit -eq 1 ]] && ! fit_done "$run"; then todo=$((todo + 1))
     elif [[ $do_eval -eq 1 ]] && ! evaluation_done "$run" && { [[ $cpu -eq 0 ]] || fit_done "$run"; }; then todo=$((todo + 1)); fi
   done
+  order=("${!GRID[@]}")
+  if [[ -n "${BETAVAE_STUDY_CLAIMS:-}" ]]; then  # a --jobs worker: its share of the time left, from its own start
+    worker="${BETAVAE_STUDY_WORKER%%/*}" workers="${BETAVAE_STUDY_WORKER##*/}"
+    todo=$(((todo + workers - 1) / workers))
+    first=$(((worker - 1) * ${#GRID[@]} / workers))
+    order=("${order[@]:first}" "${order[@]:0:first}")
+  fi
   echo "=== ${#GRID[@]} runs under $runs_dir: $todo with work to do (stage $stage)"
-  for i in "${!GRID[@]}"; do
+  for i in "${order[@]}"; do
+    if [[ -n "${BETAVAE_STUDY_CLAIMS:-}" ]] && ! mkdir "$BETAVAE_STUDY_CLAIMS/${GRID[$i]}" 2>/dev/null; then
+      continue  # another worker has it
+    fi
     children_cpu
     run="${GRID[$i]}" run_start=$SECONDS cpu_before=$CHILD_CPU did=()
     if [[ $do_fit -eq 1 ]]; then

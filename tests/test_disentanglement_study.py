@@ -193,6 +193,30 @@ def test_cpu_plan_is_seed_major_and_resumes_finished_runs(tmp_path):
     assert states["shapes_betavae_b8_s0"] == ["fit=todo", "evaluate=todo", "fid=no"]
 
 
+def test_the_dci_estimator_reaches_every_evaluate_command(tmp_path):
+    evaluations = [line for line in dry_run(tmp_path, "--dci-estimator", "random_forest") if "evaluate:" in line]
+    assert len(evaluations) == 30 and all("'--dci_estimator' 'random_forest'" in line for line in evaluations)
+    assert not any("--dci_estimator" in line for line in dry_run(tmp_path) if "evaluate:" in line)  # gbt: the default
+
+
+def test_parallel_workers_share_the_runs_and_a_rerun_skips_them(tmp_path):
+    """--jobs 2: two workers, each run fitted by exactly one of them, each line prefixed with its worker; the
+    claims are gone afterwards, and the same command again finds both runs done."""
+    env = {**os.environ, "PYTHON": sys.executable, "WANDB_MODE": "offline"}
+    runs = ["shapes_betavae_b4_s0", "shapes_betavae_b8_s0"]
+    options = ["--cpu", "--jobs", "2", "--out", str(tmp_path), "--runs", " ".join(runs), "--stage", "fit"]
+    log = run_process(["bash", str(SCRIPT), *options, "--", *CPU_TINY], env, 600)
+    assert "=== 2 workers over 2 runs, OMP_NUM_THREADS=" in log and "=== 2 workers done in" in log
+    for run in runs:
+        fits = [line for line in log.splitlines() if line.endswith(f"=== fit {run} (seed 0)")]
+        assert len(fits) == 1 and fits[0].startswith("[worker "), fits
+        assert (tmp_path / "runs" / run / "fit.done").is_file()
+    assert {line.split("]")[0] for line in log.splitlines() if line.startswith("[worker")} == {"[worker 1", "[worker 2"}
+    assert not list(tmp_path.glob(".claims.*"))
+    log = run_process(["bash", str(SCRIPT), *options, "--", *CPU_TINY], env, 300)
+    assert log.count("already done, skipped") == 2 and "=== fit" not in log
+
+
 def test_cpu_options_are_checked(tmp_path):
     for options, message in [
         (["--stage", "train"], "--stage must be one of fit, evaluate, report, all"),
@@ -201,6 +225,8 @@ def test_cpu_options_are_checked(tmp_path):
         (["--fid-real", "x"], "--fid-real must be an integer >= 2"),
         (["--smoke"], "exclude each other"),
         (["--stage"], "--stage needs a value"),
+        (["--dci-estimator", "lasso"], "--dci-estimator must be gbt or random_forest"),
+        (["--jobs", "0"], "--jobs must be an integer >= 1"),
     ]:
         result = subprocess.run(
             ["bash", str(SCRIPT), "--cpu", "--out", str(tmp_path), *options], capture_output=True, text=True, timeout=60

@@ -393,3 +393,26 @@ def test_the_callback_reads_a_reference_cache_instead_of_encoding_the_split(tmp_
         runs.append((extractor.seen, callback.scores.num_real, float(trainer.callback_metrics["val/fid"])))
     n_val = runs[0][1]
     assert runs[0][0] == n_val + 8 and runs[1] == (8, n_val, pytest.approx(runs[0][2], rel=1e-6))
+
+
+def test_statistics_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """save_stats renames a finished file into place: a reader (a second study worker waiting for the same FID
+    reference cache) never sees half a file, and a failed write leaves the old file and no partial one."""
+    from betavae.fid.stats import FeatureSet, load_stats, save_stats
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(5, 3)).astype(np.float32)
+    first = FeatureSet(tmp_path / "s.npz", "net", 5, features.mean(0), np.cov(features, rowvar=False), features)
+    path = save_stats(first, tmp_path / "s.npz", reference="first")
+    assert [p.name for p in tmp_path.iterdir()] == ["s.npz"]
+    assert load_stats(path).reference == "first"
+
+    def broken_savez(file, **arrays):
+        Path(file).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        save_stats(first, path, reference="second")
+    assert [p.name for p in tmp_path.iterdir()] == ["s.npz"]
+    assert load_stats(path).reference == "first"

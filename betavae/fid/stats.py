@@ -14,6 +14,7 @@ between different networks are refused) and ``features`` (N, d) float32, from wh
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,5 +168,12 @@ def save_stats(features: FeatureSet, path: str | Path, **notes: str) -> Path:
     if features.features is not None:
         arrays["features"] = features.features
     arrays.update({key: np.str_(value) for key, value in notes.items()})
-    np.savez(path, **arrays)
+    # written beside the target and renamed into place: a reader (e.g. a second study worker waiting for the
+    # same FID reference cache) sees no file or the whole file, never half of one
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial.npz")
+    try:
+        np.savez(partial, **arrays)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
