@@ -31,7 +31,8 @@
 # the grid's runs one at a time (each claims its next unclaimed run, fit then evaluate, so the workers finish
 # together); worker w starts at the w-th N-th of the grid, so the first seed's FID runs, which write the
 # shared FID reference cache, run in one worker before the others reach them. Their lines are prefixed
-# [worker w]. `report` runs once, after all of them.
+# [worker w]; the time left in a progress line is the workers' together (the mean run time over all of them,
+# times the runs left, over N). `report` runs once, after all of them.
 #
 # Local runs resume: a finished fit leaves <run>/fit.done (written after `fit` exits 0), a finished
 # evaluation <run>/version_N/evaluation/last.json; rerunning the script skips both. A fit that stopped
@@ -373,15 +374,14 @@ fi
 
 # locally: each run's fit, then its evaluation, run by run (resuming: finished ones are skipped)
 if [[ $do_fit -eq 1 || $do_eval -eq 1 ]]; then
-  study_start=$SECONDS done_runs=0 done_seconds=0 skipped=0 pending=0 total=${#GRID[@]} todo=0
+  study_start=$SECONDS done_runs=0 done_seconds=0 skipped=0 pending=0 total=${#GRID[@]} todo=0 workers=""
   for run in "${GRID[@]}"; do  # the runs this invocation has work for: the time left is counted over them
     if [[ $do_fit -eq 1 ]] && ! fit_done "$run"; then todo=$((todo + 1))
     elif [[ $do_eval -eq 1 ]] && ! evaluation_done "$run" && { [[ $cpu -eq 0 ]] || fit_done "$run"; }; then todo=$((todo + 1)); fi
   done
   order=("${!GRID[@]}")
-  if [[ -n "${BETAVAE_STUDY_CLAIMS:-}" ]]; then  # a --jobs worker: its share of the time left, from its own start
+  if [[ -n "${BETAVAE_STUDY_CLAIMS:-}" ]]; then  # a --jobs worker: the time left is the workers' together
     worker="${BETAVAE_STUDY_WORKER%%/*}" workers="${BETAVAE_STUDY_WORKER##*/}"
-    todo=$(((todo + workers - 1) / workers))
     first=$(((worker - 1) * ${#GRID[@]} / workers))
     order=("${order[@]:first}" "${order[@]:0:first}")
   fi
@@ -437,10 +437,17 @@ if [[ $do_fit -eq 1 || $do_eval -eq 1 ]]; then
     spent=$((SECONDS - run_start)) done_runs=$((done_runs + 1))
     done_seconds=$((done_seconds + spent))
     todo=$((todo > done_runs ? todo : done_runs))  # a fit that finished meanwhile (--stage evaluate) joins the runs
-    left=$(((todo - done_runs) * done_seconds / done_runs))
+    left=$(((todo - done_runs) * done_seconds / done_runs)) runs_left=$((todo - done_runs)) per_run=$((done_seconds / done_runs))
+    if [[ -n "${BETAVAE_STUDY_CLAIMS:-}" ]]; then  # every worker's runs so far: the runs left, shared by the workers
+      echo "$spent" >> "$BETAVAE_STUDY_CLAIMS/.seconds"
+      mapfile -t finished < "$BETAVAE_STUDY_CLAIMS/.seconds"
+      sum=0; for seconds in "${finished[@]}"; do sum=$((sum + seconds)); done
+      runs_left=$((todo > ${#finished[@]} ? todo - ${#finished[@]} : 0)) per_run=$((sum / ${#finished[@]}))
+      left=$((runs_left * per_run / workers))
+    fi
     children_cpu
     echo "--- [$((i + 1))/$total] $run: ${did[*]} in $(duration "$spent") (CPU $(duration $((CHILD_CPU - cpu_before))));" \
-      "study: $(duration $((SECONDS - study_start))) spent, ~$(duration "$left") left ($((todo - done_runs)) runs at $(duration $((done_seconds / done_runs))) each)"
+      "study: $(duration $((SECONDS - study_start))) spent, ~$(duration "$left") left ($runs_left runs at $(duration "$per_run") each${workers:+, $workers workers})"
   done
   echo "=== ${#GRID[@]} runs: $done_runs run here, $skipped already done, $pending not trained yet, in $(duration $((SECONDS - study_start)))"
 fi

@@ -213,6 +213,9 @@ def test_parallel_workers_share_the_runs_and_a_rerun_skips_them(tmp_path):
         assert (tmp_path / "runs" / run / "fit.done").is_file()
     assert {line.split("]")[0] for line in log.splitlines() if line.startswith("[worker")} == {"[worker 1", "[worker 2"}
     assert not list(tmp_path.glob(".claims.*"))
+    progress = [line for line in log.splitlines() if " fit in " in line and "study:" in line]
+    assert len(progress) == 2 and all(line.endswith(" each, 2 workers)") for line in progress), progress
+    assert any("~0h00m00s left (0 runs at" in line for line in progress)  # the second run to finish: none left
     log = run_process(["bash", str(SCRIPT), *options, "--", *CPU_TINY], env, 300)
     assert log.count("already done, skipped") == 2 and "=== fit" not in log
 
