@@ -29,8 +29,10 @@
 #
 # --jobs N (local runs): N worker copies of this script, each with OMP_NUM_THREADS = cores / N (unless set), take
 # the grid's runs one at a time (each claims its next unclaimed run, fit then evaluate, so the workers finish
-# together); worker w starts at the w-th N-th of the grid, so the first seed's FID runs, which write the
-# shared FID reference cache, run in one worker before the others reach them. Their lines are prefixed
+# together); worker w starts at the w-th N-th of the grid, so while N is at most the number of seeds the first
+# seed's FID runs, which write the shared FID reference cache, run in worker 1 before the others reach them
+# (with more workers two may encode the reference at once: time lost, not numbers; the file is written whole
+# and renamed into place). Their lines are prefixed
 # [worker w]; the time left in a progress line is the workers' together (the mean run time over all of them,
 # times the runs left, over N). `report` runs once, after all of them.
 #
