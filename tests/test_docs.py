@@ -223,7 +223,7 @@ NOT_RUN = [
     # docs/study_results.md
     (
         r"scripts/disentanglement_study\.sh --cpu"
-        r"( --stage fit| --out runs/study2 .*| --preset fast --fid-samples 200)?$",
+        r"( --jobs 2( --dci-estimator random_forest| --stage fit)?| --dry-run| --out runs/study2 .*)?$",
         "the 30-run CPU study: hours of CPU; one tiny --cpu run through fit, evaluate, report, --stage and resume: "
         "test_disentanglement_study.py::test_the_cpu_study_resumes (slow tier)",
     ),
