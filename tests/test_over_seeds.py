@@ -78,7 +78,8 @@ def test_different_weights_or_unknown_seeds_are_never_merged(tmp_path, records):
     g35, g10 = (run(tmp_path, f"factor_g{g}", 0, "FactorVAE", gamma=float(g)) for g in (35, 10))
     no_config = {**records["b4"][0], "run": str(tmp_path / "elsewhere")}
     groups = aggregate([g35, g10, no_config, {**no_config, "source": "other.json"}])
-    assert sorted(g.label for g in groups) == ["BetaVAE β=4", "BetaVAE β=4", "FactorVAE gamma=10", "FactorVAE gamma=35"]
+    # γ 35 is FactorVAE's default: not in its label
+    assert sorted(g.label for g in groups) == ["BetaVAE β=4", "BetaVAE β=4", "FactorVAE", "FactorVAE gamma=10"]
     assert all(len(g.records) == 1 for g in groups)
     assert [r["seed"] for r in with_seeds([no_config, g35])] == [None, 0]
 
@@ -213,3 +214,20 @@ def test_a_run_from_before_the_redesign_is_one_row_with_its_reruns(tmp_path, rec
         optimizer={"class_path": "torch.optim.Adam", "init_args": {**adam, "lr": 0.001}},
     )
     assert len(aggregate([old, new, other])) == 2  # a different learning rate stays its own row
+
+
+def test_labels_leave_out_weights_at_their_class_default(tmp_path):
+    """A config that LightningCLI writes in full gives β-VAE its unused gamma=1000 and max_capacity=25 (BetaVAE's
+    defaults); beside AnnealedVAE's gamma=10 they would vary and be named. A weight at its default is left out
+    of the label; the loss's kind is named wherever it varies."""
+    full = {"gamma": 1000.0, "max_capacity": 25.0}
+    h = [run(tmp_path, f"h_s{s}", s, "BetaVAE", beta=4.0, loss_type="H", **full) for s in (0, 1)]
+    b = run(tmp_path, "b_s0", 0, "BetaVAE", beta=4.0, loss_type="B", gamma=10.0, max_capacity=10.0)
+    tc = [run(tmp_path, f"tc_{g}", 0, "BetaTCVAE", beta=6.0, gamma=g) for g in (1.0, 2.0)]  # gamma 1 is its default
+    labels = sorted(g.label for g in aggregate([*h, b, *tc]))
+    assert labels == [
+        "BetaTCVAE gamma=2 β=6",
+        "BetaTCVAE β=6",
+        "BetaVAE loss_type=B gamma=10 max_capacity=10",
+        "BetaVAE loss_type=H β=4",
+    ]

@@ -43,6 +43,8 @@ SEED_METRICS: tuple[tuple[str, str], ...] = (
     ("FID", "fid"),
 )
 #: the model arguments a row label shows when they differ between settings of one model on one dataset
+#: the LABEL_KEYS that name a loss's kind rather than a weight
+KIND_KEYS = ("loss_type", "dip_type")
 LABEL_KEYS = ("loss_type", "dip_type", "kld_weight", "alpha", "gamma", "max_capacity", "lambda_od", "lambda_d")
 #: the trainer settings that make two runs different settings (training length)
 TRAINING_KEYS = ("max_epochs", "max_steps", "limit_train_batches")
@@ -61,6 +63,7 @@ class SeedGroup:
     beta: float | None
     args: dict[str, Any]
     dci_estimator: str = "gbt"
+    defaults: dict[str, Any] = field(default_factory=dict)  # the model class's own argument defaults
     records: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     name: str = ""
@@ -87,6 +90,20 @@ def with_seeds(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def class_defaults(class_path: str) -> dict[str, Any]:
+    """The defaults of the constructor arguments of the class at ``class_path`` (``{}`` if it cannot be imported)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return {}
+    return {
+        k: p.default
+        for k, p in parameters.items()
+        if p.default is not inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD
+    }
+
+
 def with_defaults(value: Any) -> Any:
     """``value`` with every ``{class_path, init_args}`` in it completed by the class's own defaults, so that a
     config that wrote only what it changed (an older run's) and one that wrote everything (jsonargparse's) name
@@ -94,17 +111,9 @@ def with_defaults(value: Any) -> Any:
     if isinstance(value, Mapping):
         done = {k: with_defaults(v) for k, v in value.items()}
         if isinstance(done.get("class_path"), str) and isinstance(done.get("init_args", {}), Mapping):
-            module, _, name = done["class_path"].rpartition(".")
-            try:
-                parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
-            except (ImportError, AttributeError, ValueError, TypeError):
-                return done
-            defaults = {
-                k: p.default
-                for k, p in parameters.items()
-                if p.default is not inspect.Parameter.empty and p.kind is not p.VAR_KEYWORD
-            }
-            done["init_args"] = {**with_defaults(defaults), **dict(done.get("init_args") or {})}
+            defaults = class_defaults(done["class_path"])
+            if defaults:
+                done["init_args"] = {**with_defaults(defaults), **dict(done.get("init_args") or {})}
         return done
     if isinstance(value, (list, tuple)):
         return [with_defaults(v) for v in value]
@@ -154,7 +163,10 @@ def aggregate(records: Sequence[Mapping[str, Any]]) -> list[SeedGroup]:
         key, args, dataset = _setting(r, index)
         model = str(r.get("model") or short_name(run_config(r).section("model")[0] or "?"))
         beta = model_beta(model, args)
-        group = groups.setdefault(key, SeedGroup(dataset, model, beta, args, dci_estimator_of(r)))
+        if key not in groups:
+            defaults = class_defaults(str(run_config(r).section("model")[0] or ""))
+            groups[key] = SeedGroup(dataset, model, beta, args, dci_estimator_of(r), defaults)
+        group = groups[key]
         group.records.append(r)
     for group in groups.values():
         newest: dict[Any, dict[str, Any]] = {}
@@ -168,9 +180,16 @@ def aggregate(records: Sequence[Mapping[str, Any]]) -> list[SeedGroup]:
     for group in result:
         siblings = [g for g in result if (g.dataset, g.model) == (group.dataset, group.model)]
         varying = [k for k in LABEL_KEYS if len({json.dumps(g.args.get(k), default=str) for g in siblings}) > 1]
+        # a weight at its class default says nothing (β-VAE's unused gamma=1000 beside AnnealedVAE's gamma=10);
+        # the loss's kind (loss_type, dip_type) is always named where it varies
+        varying = [k for k in varying if k in KIND_KEYS or not _is_default(group, k)]
         estimator = [f"(DCI: {group.dci_estimator})"] if group.dci_estimator != "gbt" else []
         group.name = " ".join([group.model, *(f"{k}={_fmt_arg(group.args.get(k))}" for k in varying), *estimator])
     return result
+
+
+def _is_default(group: SeedGroup, key: str) -> bool:
+    return key in group.defaults and with_defaults(group.args.get(key)) == with_defaults(group.defaults[key])
 
 
 def _fmt_arg(value: Any) -> str:
