@@ -207,11 +207,6 @@ NOT_RUN = [
         "a latency benchmark against a running explorer (PORT, PID: yours); its results are the page's table",
     ),
     (
-        r"(OMP_NUM_THREADS=1 )?scripts/disentanglement_study\.sh --cpu --out runs/disentanglement_study_cpu ",
-        "the 30-run CPU study's own stages (hours of CPU); one tiny --cpu run through fit, evaluate, report, "
-        "--stage and resume: test_disentanglement_study.py::test_the_cpu_study_resumes (slow tier)",
-    ),
-    (
         r"python scripts/score_trials\.py runs/disentanglement_study_cpu/",
         "needs the study's 30 trained runs; a tuning helper whose MIG is the suite's (test_disentanglement.py)",
     ),
