@@ -79,7 +79,7 @@ def test_the_whole_smoke_study_covers_every_model(tmp_path):
             ("BetaVAE loss_type=B", ""): 1,
             ("BetaTCVAE β=6", "6.0"): 1,
             ("FactorVAE", ""): 1,
-            ("DIPVAE dip_type=i lambda_od=10 lambda_d=100", ""): 1,
+            ("DIPVAE dip_type=i lambda_d=100", ""): 1,  # λ_od 10: its class default, not named
             ("DIPVAE dip_type=ii lambda_od=1 lambda_d=1", ""): 1,
         },
     )
