@@ -299,9 +299,10 @@ fit_state() {  # done | partial (a last.ckpt to continue from) | todo
 duration() { printf '%dh%02dm%02ds' $(($1 / 3600)) $(($1 % 3600 / 60)) $(($1 % 60)); }
 CHILD_CPU=0
 children_cpu() {  # CHILD_CPU = CPU seconds (user + sys) of this shell's finished children (`times`, no subshell)
-  local _self children
-  { times; } > "$out/.times"
-  { read -r _self; read -r children; } < "$out/.times"
+  local _self children times_file="$out/.times.$$"  # this process's own file: --jobs workers share $out
+  { times; } > "$times_file"
+  { read -r _self; read -r children; } < "$times_file"
+  rm -f -- "$times_file"
   CHILD_CPU="$(awk '{ n = 0; for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); n += t[1] * 60 + t[2] } printf "%d", n }' <<< "$children")"
 }
 

@@ -220,6 +220,21 @@ def test_parallel_workers_share_the_runs_and_a_rerun_skips_them(tmp_path):
     assert log.count("already done, skipped") == 2 and "=== fit" not in log
 
 
+def test_workers_that_start_together_share_no_scratch_file(tmp_path):
+    """Workers over finished runs start and end within milliseconds of each other: each keeps its own CPU-time
+    scratch file (a shared one was read empty by one worker while another rewrote it, a 1-in-5 failure), and
+    none is left behind."""
+    runs = [f"shapes_betavae_b{beta}_s0" for beta in (1, 2, 4, 8)]
+    for run in runs:
+        (tmp_path / "runs" / run).mkdir(parents=True)
+        (tmp_path / "runs" / run / "fit.done").write_text("finished\n")
+    options = ["--cpu", "--jobs", "4", "--out", str(tmp_path), "--runs", " ".join(runs), "--stage", "fit"]
+    for _ in range(15):
+        log = run_process(["bash", str(SCRIPT), *options], dict(os.environ), 60)
+        assert log.count("already done, skipped") == 4 and "=== 4 workers done in" in log, log
+    assert not [path.name for path in tmp_path.iterdir() if path.name != "runs"]
+
+
 def test_cpu_options_are_checked(tmp_path):
     for options, message in [
         (["--stage", "train"], "--stage must be one of fit, evaluate, report, all"),
