@@ -67,7 +67,7 @@ from betavae.fid import prefetch
 from betavae.loaded_checkpoint import LoadedCheckpoint, read_checkpoint
 from betavae.models import AutoencoderModule
 from betavae.models.legacy import REPLACEMENTS, legacy_flags, legacy_keys, upgrade_config, upgrade_model_args
-from betavae.resume import ResumeSettings, check_resume
+from betavae.resume import ResumeSettings, check_resume, epoch_counted_again
 from betavae.run_folders import NewRunFolders, trainer_run_dir
 from betavae.tracking import configure_wandb, logger_entries, write_run_ids
 from betavae.trainer import BetaVAETrainer
@@ -384,6 +384,9 @@ class BetaVAECLI(LightningCLI):
             check_fits(self.model, read.contents, path)
             if self.subcommand == "fit":  # a changed setting takes effect or stops the run (betavae.resume)
                 self.trainer.callbacks.append(ResumeSettings(check_resume(self.model, read.contents, path)))
+                lost = epoch_counted_again(read.contents, self.trainer.max_steps, self.trainer.max_epochs)
+                if lost:
+                    rank_zero_warn(f"resuming from {path}: {lost}")
             if self.subcommand in ("evaluate", "traverse", "explore"):  # the command loads its weights from this read
                 self.trainer.loaded_checkpoint = read
         self.checkpoint = None  # fit & co. load the file through Lightning: nothing held in memory meanwhile

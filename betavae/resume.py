@@ -14,7 +14,9 @@ checkpoint's hyperparameters is therefore handled by kind (``classify``):
 - anything else (β, loss weights, likelihood, corruption, logging): takes effect, since the model is built
   from the config; trainer settings (``max_epochs``, ``limit_*``) take effect as Lightning applies them.
 
-Every difference is listed in one warning when the run resumes, so the record and the run agree.
+Every difference is listed in one warning when the run resumes, so the record and the run agree. A resume
+that Lightning itself will cut one epoch short (bounded by ``max_steps`` and ``max_epochs``, from an epoch-end
+checkpoint) is warned about too (``epoch_counted_again``).
 """
 
 from __future__ import annotations
@@ -110,6 +112,39 @@ def check_resume(model: L.LightningModule, checkpoint: Mapping[str, Any], path: 
         + "; ".join(f"{k}: {old!r} -> {new!r} ({classify(k)})" for k, (old, new) in changes.items())
     )
     return {k: v for k, v in changes.items() if classify(k) == "optimizer"}
+
+
+def epoch_counted_again(checkpoint: Mapping[str, Any], max_steps: int | None, max_epochs: int | None) -> str | None:
+    """Why a resumed fit will train one epoch fewer than ``max_epochs`` asks for, or ``None``.
+
+    Lightning (2.6) treats a fit bounded by ``max_steps`` as iteration-based: resumed from a checkpoint written at
+    an epoch's end (epoch ``processed`` but not yet ``completed``, which is where ``last.ckpt`` is saved), it
+    restarts *on* that epoch's end, runs its ``on_train_epoch_end`` hooks again and counts the epoch a second
+    time. Training goes on by steps, but when ``max_epochs`` binds too the fit stops one epoch early, and it stops
+    at once when the checkpoint's epoch was the last but one (seen: max_epochs 1 -> 2, max_steps 2 -> 4 trained 0
+    steps). A fit bounded by ``max_epochs`` alone resumes exactly.
+
+    Args:
+        checkpoint: the checkpoint's contents (its ``loops`` entry is read).
+        max_steps: the resumed trainer's ``max_steps`` (-1 or ``None``: not bounded by steps).
+        max_epochs: the resumed trainer's ``max_epochs`` (-1 or ``None``: not bounded by epochs).
+    """
+    if max_steps in (None, -1) or max_epochs in (None, -1):
+        return None
+    try:
+        epochs = checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]
+        done, processed, completed = int(epochs["started"]), int(epochs["processed"]), int(epochs["completed"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (done == processed and completed == processed - 1):  # not written at an epoch's end
+        return None
+    left = max(max_epochs - processed, 0)
+    return (
+        f"the checkpoint ends epoch {processed - 1}; with max_steps={max_steps} set, Lightning resumes it as "
+        f"iteration-based training and counts that epoch again, so this fit trains {max(left - 1, 0)} more "
+        f"epoch(s) (and at most max_steps), not {left}. For all {left}, resume with --trainer.max_epochs "
+        f"{max_epochs + 1}, or --trainer.max_epochs -1 to bound the fit by max_steps alone."
+    )
 
 
 def _optimizers_and_schedulers(configured: Any) -> tuple[list[torch.optim.Optimizer], list[Any]]:

@@ -215,3 +215,14 @@ def run_process(args: list[str], env: dict[str, str], timeout: float, cwd: Path 
         pytest.fail(f"{' '.join(args)} hung for {timeout}s:\n{out[-4000:]}")
     assert proc.returncode == 0, out[-4000:]
     return out
+
+
+def flush_wandb() -> None:
+    """Finish the open W&B run and wait for W&B's service to exit, so that the offline ``run-*.wandb`` files are
+    whole before a test reads them: ``wandb.finish`` can return before the service has written the run's last
+    records (seen on loaded cores: a file holding only its 11-byte header). A later ``wandb.init`` starts a new
+    service."""
+    import wandb
+
+    wandb.finish()
+    wandb.teardown()

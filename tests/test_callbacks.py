@@ -11,7 +11,7 @@ import lightning as L
 import pytest
 import torch
 from conftest import conv_nets
-from helpers import CountingFeatures, KnownKL
+from helpers import CountingFeatures, KnownKL, flush_wandb
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
 import betavae.callbacks.images as images_module
@@ -239,9 +239,7 @@ def test_quickstart_shows_psnr_ssim_traversals_and_grids_in_the_run_and_the_offl
         for p in (tmp_path / "runs" / "quickstart" / "wandb").glob("offline-run-*/files/media/images/val/*.png")
     }
     assert {"traversal", "reconstructions", "samples"} <= media
-    import wandb
-
-    wandb.finish()  # flush the offline run's history
+    flush_wandb()  # the offline run's history, whole
     histograms = list((tmp_path / "runs" / "quickstart" / "wandb").glob("offline-run-*/run-*.wandb"))
     assert histograms and b"val/kl_per_dim" in histograms[0].read_bytes()  # the KL-per-dimension histogram
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import conv_nets, write_images
-from helpers import skimage_scores
+from helpers import flush_wandb, skimage_scores
 
 from betavae.cli import BetaVAECLI, main
 from betavae.evaluation import markdown_table
@@ -451,6 +451,7 @@ def test_report_logs_its_table_and_charts_to_an_offline_wandb_run(tmp_path, monk
     main(["report", *map(str, runs), "--output_dir", str(tmp_path / "report"), "--wandb", "true"])
     folder = Path(capsys.readouterr().out.split("W&B: ")[1].split()[0])
     assert folder.parent == tmp_path / "report" / "wandb" and folder.name.startswith("offline-run-")
+    flush_wandb()  # the report's run is finished; its file is whole once W&B's service is done
     stored = (folder / f"run-{folder.name.split('-')[-1]}.wandb").read_bytes()
     assert b"report/results" in stored and b"report/mig_vs_beta" in stored and b"report/tradeoff" in stored
 
