@@ -71,7 +71,7 @@ from betavae.resume import ResumeSettings, check_resume, epoch_counted_again
 from betavae.run_folders import NewRunFolders, trainer_run_dir
 from betavae.tracking import configure_wandb, logger_entries, write_run_ids
 from betavae.trainer import BetaVAETrainer
-from betavae.versions import check_run_root, claim_logger_versions
+from betavae.versions import check_run_root, claim_logger_versions, keep_pinned_logs
 from betavae.wandb_runs import log_evaluation
 
 DESCRIPTION = (
@@ -341,6 +341,10 @@ class BetaVAECLI(LightningCLI):
         if self.subcommand == "fit":  # a run of its own: version_N claimed now, atomically (betavae.versions)
             self.claimed_folders = claim_logger_versions(config.trainer)
             self.save_config_kwargs["claimed"] = frozenset(str(folder) for folder in self.claimed_folders)
+            for log, kept in keep_pinned_logs(config.trainer):  # Lightning's CSVLogger would delete it
+                rank_zero_warn(
+                    f"kept the training log so far as {kept}: this run's {log.name} in that folder starts afresh"
+                )
         configure_wandb(config)
 
     def upgrade_checkpoint_hparams(self, config: Namespace) -> None:

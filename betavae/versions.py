@@ -10,12 +10,17 @@ local filesystems and on NFS alike) and moves on to the next number when another
 ``claim_logger_versions`` gives every CSV/TensorBoard logger of a parsed config the version it claimed,
 through the loggers' own ``version`` argument. Only the launching process (global rank zero) claims: the
 other ranks of a DDP run receive rank zero's folder from Lightning.
+
+A logger given its ``version`` logs into that folder again (a resumed study run does). Lightning's ``CSVLogger``
+then deletes the folder's ``metrics.csv`` when it starts; ``keep_pinned_logs`` moves the file aside first, to
+``metrics.until_<UTC time>.csv``, so a resume never loses the training log so far.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 from jsonargparse import Namespace
@@ -114,6 +119,34 @@ def claim_logger_versions(trainer_config: Namespace) -> list[Path]:
             created += folders
         init.version = claimed[key]
     return created
+
+
+def keep_pinned_logs(trainer_config: Namespace) -> list[tuple[Path, Path]]:
+    """Move the ``metrics.csv`` of each CSVLogger that was given its ``version`` (and so logs into a folder that
+    may hold an earlier run's log) to ``metrics.until_<UTC time>.csv`` beside it, before the logger deletes it.
+
+    Returns:
+        ``(metrics.csv, where it was moved)`` for each file moved; nothing on a process of non-zero rank.
+    """
+    if launched_rank() != 0:
+        return []
+    loggers = trainer_config.get("logger")
+    moved: list[tuple[Path, Path]] = []
+    for entry in loggers if isinstance(loggers, list) else [loggers]:
+        if not isinstance(entry, Namespace) or str(entry.get("class_path", "")).rsplit(".", 1)[-1] != "CSVLogger":
+            continue
+        init = entry.get("init_args") or Namespace()
+        version = init.get("version")
+        if version is None:  # a claimed, new folder: nothing to keep
+            continue
+        name = init.get("name", "lightning_logs")
+        folder = Path(init.get("save_dir") or ".") / (name if name else "")
+        log = folder / (version if isinstance(version, str) else f"version_{version}") / "metrics.csv"
+        if log.is_file():
+            kept = log.with_name(f"metrics.until_{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.csv")
+            os.replace(log, kept)
+            moved.append((log, kept))
+    return moved
 
 
 def check_run_root(default_root_dir: str | Path | None) -> None:

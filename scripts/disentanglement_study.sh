@@ -402,13 +402,7 @@ if [[ $do_fit -eq 1 || $do_eval -eq 1 ]]; then
         if [[ "$state" == partial && $cpu -eq 1 ]]; then
           ckpt="$(newest_checkpoint "$run")"
           echo "=== fit $run (seed ${SEED[$i]}), continuing from $ckpt"
-          args+=("--ckpt_path=$ckpt")
-          log_csv="$(dirname "$(dirname "$ckpt")")/metrics.csv"
-          if [[ -f "$log_csv" ]]; then  # Lightning's CSVLogger deletes metrics.csv in a folder it resumes in
-            kept="${log_csv%.csv}.until_$(date -u +%Y%m%dT%H%M%SZ).csv"
-            mv -- "$log_csv" "$kept"
-            echo "=== kept the training log so far as $kept (the resumed fit starts metrics.csv afresh)"
-          fi
+          args+=("--ckpt_path=$ckpt")  # fit keeps the log so far as metrics.until_<time>.csv (betavae.versions)
         else
           if [[ $cpu -eq 1 && -d "$runs_dir/$run" ]]; then  # stopped before its first checkpoint: nothing to keep
             echo "=== $run stopped before its first checkpoint: starting it again"

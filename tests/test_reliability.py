@@ -5,6 +5,7 @@ a setting, one bad file never sinks a command, a full disk is one message. One t
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import multiprocessing
@@ -89,6 +90,27 @@ def test_a_run_claims_its_folder_before_the_logger_starts(tmp_path, monkeypatch)
     first = fit()
     assert seen == [(0, True)] and Path(first.trainer.log_dir).name == "version_0"
     assert (Path(first.trainer.log_dir) / "metrics.csv").is_file()
+
+
+def test_a_pinned_csv_log_is_kept_when_the_fit_logs_there_again(tmp_path, monkeypatch):
+    """A fit given its logger's version resumes into the folder (as the study does): Lightning's CSVLogger would
+    delete the first fit's metrics.csv; it is moved aside, named in a warning, and the new rows go on after it."""
+    monkeypatch.chdir(tmp_path)
+    fit("--trainer.logger.init_args.version=0")
+    folder = tmp_path / "runs" / "test" / "version_0"
+    first = (folder / "metrics.csv").read_text()
+    with pytest.warns(UserWarning, match="kept the training log so far as .*metrics.until_.*csv") as record:
+        resumed = fit("--trainer.logger.init_args.version=0", "--trainer.max_epochs=2", "--ckpt_path=last")
+    assert (
+        resumed.trainer.global_step == 4 and len([w for w in record if "kept the training log" in str(w.message)]) == 1
+    )
+    kept = list(folder.glob("metrics.until_*.csv"))
+    assert len(kept) == 1 and kept[0].read_text() == first
+    with (folder / "metrics.csv").open() as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")]
+    with kept[0].open() as f:
+        before = [int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")]
+    assert before and steps and min(steps) > max(before)  # the first fit's rows kept, then the resumed fit's
 
 
 @pytest.mark.slow
