@@ -373,6 +373,9 @@ def start_explore(checkpoint: Path, drain: bool = True) -> tuple[subprocess.Pope
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        # Ctrl-C as from a terminal: a test run started in the background (`cmd &`, nohup) ignores SIGINT, the
+        # child would inherit that, and Python then installs no KeyboardInterrupt handler
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
     deadline = time.monotonic() + 600  # a loaded 2-core machine takes minutes to import and measure
