@@ -143,7 +143,11 @@ def keep_pinned_logs(trainer_config: Namespace) -> list[tuple[Path, Path]]:
         folder = Path(init.get("save_dir") or ".") / (name if name else "")
         log = folder / (version if isinstance(version, str) else f"version_{version}") / "metrics.csv"
         if log.is_file():
-            kept = log.with_name(f"metrics.until_{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.csv")
+            stamp, n = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), 1
+            kept = log.with_name(f"metrics.until_{stamp}.csv")
+            while kept.exists():  # resumed twice within a second: never replace a kept log
+                n += 1
+                kept = log.with_name(f"metrics.until_{stamp}-{n}.csv")
             os.replace(log, kept)
             moved.append((log, kept))
     return moved

@@ -12,16 +12,19 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from conftest import SHAPES, TINY, write_broken_images, write_images
+from jsonargparse import Namespace
 
 from betavae.checkpoints import AtomicCheckpointIO, find_last_checkpoint
 from betavae.cli import BetaVAECLI, main
 from betavae.errors import CheckpointError
+from betavae.versions import keep_pinned_logs
 
 RUN = [*SHAPES, *TINY]
 MODEL = [a for a in SHAPES if a.startswith("--model")]
@@ -111,6 +114,24 @@ def test_a_pinned_csv_log_is_kept_when_the_fit_logs_there_again(tmp_path, monkey
     with kept[0].open() as f:
         before = [int(row["step"]) for row in csv.DictReader(f) if row.get("train/loss")]
     assert before and steps and min(steps) > max(before)  # the first fit's rows kept, then the resumed fit's
+
+
+def test_kept_logs_never_replace_each_other(tmp_path, monkeypatch):
+    """Two resumes into one pinned folder within the same second keep both earlier logs."""
+    fixed = time.struct_time((2026, 12, 7, 5, 0, 0, 0, 341, 0))
+    monkeypatch.setattr(time, "gmtime", lambda *_: fixed)
+    logger = Namespace(
+        class_path="lightning.pytorch.loggers.CSVLogger",
+        init_args=Namespace(save_dir=str(tmp_path), name="r", version=0),
+    )
+    folder = tmp_path / "r" / "version_0"
+    folder.mkdir(parents=True)
+    for text in ("first", "second"):
+        (folder / "metrics.csv").write_text(text)
+        keep_pinned_logs(Namespace(logger=[logger]))
+    kept = {p.name: p.read_text() for p in folder.glob("metrics.until_*.csv")}
+    assert kept == {"metrics.until_20261207T050000Z.csv": "first", "metrics.until_20261207T050000Z-2.csv": "second"}
+    assert not (folder / "metrics.csv").exists()
 
 
 @pytest.mark.slow
