@@ -133,10 +133,10 @@ def epoch_counted_again(checkpoint: Mapping[str, Any], max_steps: int | None, ma
         return None
     try:
         epochs = checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]
-        done, processed, completed = int(epochs["started"]), int(epochs["processed"]), int(epochs["completed"])
+        started, processed, completed = int(epochs["started"]), int(epochs["processed"]), int(epochs["completed"])
     except (KeyError, TypeError, ValueError):
         return None
-    if not (done == processed and completed == processed - 1):  # not written at an epoch's end
+    if not (started == processed and completed == processed - 1):  # not written at an epoch's end
         return None
     left = max(max_epochs - processed, 0)
     return (

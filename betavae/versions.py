@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from jsonargparse import Namespace
@@ -90,6 +91,21 @@ def claim_version(root: str | Path, attempts: int = 1000) -> tuple[int, list[Pat
         ) from None
 
 
+def versioned_loggers(
+    trainer_config: Namespace, kinds: tuple[str, ...] = VERSIONED_LOGGERS
+) -> Iterator[tuple[Namespace, Path]]:
+    """Each logger entry of ``trainer_config`` whose class is one of ``kinds``: ``(init_args, save_dir/name)``.
+    An entry without ``init_args`` gets an empty one, so that a version can be set on it."""
+    loggers = trainer_config.get("logger")
+    for entry in loggers if isinstance(loggers, list) else [loggers]:
+        if not isinstance(entry, Namespace) or str(entry.get("class_path", "")).rsplit(".", 1)[-1] not in kinds:
+            continue
+        if entry.get("init_args") is None:
+            entry.init_args = Namespace()
+        name = entry.init_args.get("name", "lightning_logs")
+        yield entry.init_args, Path(entry.init_args.get("save_dir") or ".") / (name if name else "")
+
+
 def claim_logger_versions(trainer_config: Namespace) -> list[Path]:
     """Give each CSV/TensorBoard logger of ``trainer_config`` without a ``version`` the number of a folder
     claimed for it (loggers sharing ``save_dir/name`` share one); returns the folders created.
@@ -98,21 +114,11 @@ def claim_logger_versions(trainer_config: Namespace) -> list[Path]:
     """
     if launched_rank() != 0:
         return []
-    loggers = trainer_config.get("logger")
     created: list[Path] = []
     claimed: dict[Path, int] = {}
-    for entry in loggers if isinstance(loggers, list) else [loggers]:
-        if not isinstance(entry, Namespace) or str(entry.get("class_path", "")).rsplit(".", 1)[-1] not in (
-            VERSIONED_LOGGERS
-        ):
-            continue
-        if entry.get("init_args") is None:
-            entry.init_args = Namespace()
-        init = entry.init_args
+    for init, root in versioned_loggers(trainer_config):
         if init.get("version") is not None:  # the user chose the folder
             continue
-        name = init.get("name", "lightning_logs")
-        root = Path(init.get("save_dir") or ".") / (name if name else "")
         key = root.expanduser().resolve()
         if key not in claimed:
             claimed[key], folders = claim_version(root)
@@ -130,18 +136,12 @@ def keep_pinned_logs(trainer_config: Namespace) -> list[tuple[Path, Path]]:
     """
     if launched_rank() != 0:
         return []
-    loggers = trainer_config.get("logger")
     moved: list[tuple[Path, Path]] = []
-    for entry in loggers if isinstance(loggers, list) else [loggers]:
-        if not isinstance(entry, Namespace) or str(entry.get("class_path", "")).rsplit(".", 1)[-1] != "CSVLogger":
-            continue
-        init = entry.get("init_args") or Namespace()
+    for init, root in versioned_loggers(trainer_config, ("CSVLogger",)):
         version = init.get("version")
         if version is None:  # a claimed, new folder: nothing to keep
             continue
-        name = init.get("name", "lightning_logs")
-        folder = Path(init.get("save_dir") or ".") / (name if name else "")
-        log = folder / (version if isinstance(version, str) else f"version_{version}") / "metrics.csv"
+        log = root / (version if isinstance(version, str) else f"version_{version}") / "metrics.csv"
         if log.is_file():
             stamp, n = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), 1
             kept = log.with_name(f"metrics.until_{stamp}.csv")

@@ -20,7 +20,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from jsonargparse import ArgumentParser
 from torch import nn
@@ -31,7 +31,8 @@ from betavae.fid.scores import GenerativeScores
 from betavae.fid.stats import FeatureSet, folder_features, frechet_distance, load_stats, save_stats
 from betavae.fid.weights import locate_inception_weights
 
-NETWORKS = ("inception", "stand-in")
+Network = Literal["inception", "stand-in"]
+NETWORKS = get_args(Network)
 
 
 def feature_network(network: str = "inception", weights_path: str | None = None) -> tuple[nn.Module, str]:
@@ -174,9 +175,7 @@ def fid_command(args: list[str]) -> None:
     parser.add_argument(
         "--save-stats", dest="save_stats", action="store_true", help="Write PATH_A's statistics to PATH_B."
     )
-    parser.add_argument(
-        "--network", type=Literal["inception", "stand-in"], default="inception", help="stand-in: smoke runs only."
-    )
+    parser.add_argument("--network", type=Network, default="inception", help="stand-in: smoke runs only.")
     parser.add_argument("--weights_path", type=str | None, default=None, help="The Inception weights (see prefetch).")
     parser.add_argument("--batch_size", type=int, default=50, help="Images per feature batch.")
     parser.add_argument("--device", type=str, default="cpu", help="Where the network runs (cpu, cuda).")

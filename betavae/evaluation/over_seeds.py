@@ -43,9 +43,9 @@ SEED_METRICS: tuple[tuple[str, str], ...] = (
     ("FID", "fid"),
 )
 #: the model arguments a row label shows when they differ between settings of one model on one dataset
-#: the LABEL_KEYS that name a loss's kind rather than a weight
-KIND_KEYS = ("loss_type", "dip_type")
 LABEL_KEYS = ("loss_type", "dip_type", "kld_weight", "alpha", "gamma", "max_capacity", "lambda_od", "lambda_d")
+#: the LABEL_KEYS that name a loss's kind rather than a weight (named even at their class default)
+KIND_KEYS = ("loss_type", "dip_type")
 #: the trainer settings that make two runs different settings (training length)
 TRAINING_KEYS = ("max_epochs", "max_steps", "limit_train_batches")
 
